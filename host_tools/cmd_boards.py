@@ -1,0 +1,10 @@
+# `laterne boards`: not built yet.
+from host_tools.errors import UserError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise UserError("'boards' is not available in this version")

@@ -1,0 +1,10 @@
+# `laterne configure`: not built yet.
+from host_tools.errors import UserError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise UserError("'configure' is not available in this version")

@@ -1,0 +1,10 @@
+# `laterne flash`: not built yet.
+from host_tools.errors import UserError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise UserError("'flash' is not available in this version")

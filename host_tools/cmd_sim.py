@@ -1,0 +1,10 @@
+# `laterne sim`: not built yet.
+from host_tools.errors import UserError
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(args):
+    raise UserError("'sim' is not available in this version")
