@@ -11,3 +11,17 @@ for p in (ROOT / "firmware" / "lib", ROOT / "host_tools" / "vboard", ROOT / "tes
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: needs a broker, a subprocess fleet or minutes")
+
+
+import pytest  # noqa: E402
+
+from host_tools.broker import Broker  # noqa: E402
+
+
+@pytest.fixture
+def broker():
+    """A real mosquitto on a free loopback port, stopped after the test."""
+    b = Broker(kind="mosquitto")
+    b.start()
+    yield b
+    b.stop()
