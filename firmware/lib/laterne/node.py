@@ -1,0 +1,262 @@
+# The node: samples on a wall-clock-aligned interval into the spool, uploads on its own
+# interval, reports health, takes remote configuration. Hardware arrives as `hw` (see
+# laterne/hw/platform.py); this module is pure logic and runs on the virtual board unchanged.
+import os
+import sys
+
+from laterne import VERSION, config, flags, payload, timebase
+from laterne.spool import Spool
+from laterne.uplink import Uplink
+
+_current = None  # the running node, for `snapshot()` from the REPL (laterne check)
+
+
+def snapshot():
+    """Health fields of the node running in this interpreter, or None."""
+    return _current.health() if _current is not None else None
+
+
+def _read_int(path, default):
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
+
+
+def _write_text(path, text):
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)  # littlefs renames atomically over the old file
+
+
+class Node:
+    def __init__(self, hw, cfg, cfg_source, root="", log=print):
+        global _current
+        self.hw = hw
+        self.clock = hw.clock
+        self.cfg = cfg
+        self.cfg_source = cfg_source
+        self.root = root
+        self.log = log
+        self.node_id = cfg["node_id"]
+        self.boot = (_read_int(root + "boot", 0) + 1) & 0xFFFF
+        _write_text(root + "boot", str(self.boot))
+        self.timebase = timebase.ClockState(self.clock, self.boot)
+        if hw.clock_known():
+            self.timebase.mark_synced(hw.time_unix())
+        self.spool = Spool(root, cfg["spool_bytes"], rtc=hw.rtc_spool(),
+                           rtc_loss_ok=cfg["rtc_fast_path"])
+        self.sensor = hw.sensor(cfg["sensor"])
+        self.uplink = Uplink(hw, cfg, self.node_id, self.timebase, self._on_message, log, hw.random)
+        self.errors = 0
+        self.last_error = None
+        self.safe_mode = False
+        self.crash_report = self._take_crash_report()
+        self.pending_results = []
+        self.started = self.clock.ticks_ms()
+        self.drained_once = False
+        _current = self
+
+    # -- health ------------------------------------------------------------------------------
+    def health(self):
+        tb = self.timebase
+        s = self.sensor
+        rssi = self.hw.wifi.rssi() if self.uplink.is_up() else None
+        return {
+            "fw": VERSION, "boot": self.boot,
+            "uptime_s": self.clock.ticks_diff(self.clock.ticks_ms(), self.started) // 1000,
+            "reset_cause": self.hw.reset_cause(), "free_heap": self.hw.free_heap(),
+            "rssi": rssi, "spool_depth": self.spool.depth(), "dropped": self.spool.dropped,
+            "corrupt": self.spool.corrupt, "sensor": s.state if s else "missing",
+            "sensor_errors": s.errors if s else 0, "errors": self.errors,
+            "last_error": self.last_error or self.uplink.last_error,
+            "time_synced": tb.synced(), "synced_at": tb.synced_at,
+            "safe_mode": self.safe_mode, "config_source": self.cfg_source,
+            "wifi": self.hw.wifi.isconnected(), "broker": self.uplink.state,
+            "power_mode": self.cfg["power_mode"],
+        }
+
+    def fail(self, where, e):
+        """A step failed: count it, remember it, carry on."""
+        self.errors += 1
+        self.last_error = "%s: %s: %s" % (where, type(e).__name__, e)
+        self.log(self.last_error)
+
+    def _take_crash_report(self):
+        path = self.root + "crash.txt"
+        try:
+            with open(path) as f:
+                text = f.read(1500)
+        except OSError:
+            return None
+        return text
+
+    # -- steps -------------------------------------------------------------------------------
+    def sample(self):
+        ts, tflags = self.timebase.stamp()
+        if self.sensor is None:
+            self.sensor = self.hw.sensor(self.cfg["sensor"])
+        try:
+            t, p, h, rflags = self.sensor.read()
+        except Exception as e:
+            self.fail("sensor", e)
+            return None
+        return self.spool.append((ts, self.boot, tflags | rflags, t, p, h))
+
+    def publish_status(self):
+        fields = self.health()
+        if self.crash_report:
+            fields["crash"] = self.crash_report
+        self.uplink.publish("status", payload.status_json(self.node_id, fields), True, 1)
+        if self.crash_report:
+            self.crash_report = None
+            try:
+                os.remove(self.root + "crash.txt")
+            except OSError:
+                pass
+
+    def upload(self):
+        """Link up, drain the spool, report. Returns True when the spool was drained."""
+        if not self.uplink.ensure():
+            return False
+        self.hw.feed()
+        self.publish_status()
+        self.uplink.drain(self.spool, self.cfg["batch_size"], self.hw.feed, 60000)
+        drained = self.uplink.is_up() and self.spool.depth() == 0
+        if drained and not self.drained_once:
+            self.drained_once = True
+            self.publish_status()  # tell watchers the backlog is gone
+        return drained
+
+    def service(self, timeout_ms):
+        self.uplink.service(timeout_ms)
+        while self.pending_results and self.uplink.is_up():
+            topic_leaf, message = self.pending_results.pop(0)
+            self.uplink.publish(topic_leaf, message, False, 1)
+
+    # -- remote configuration ----------------------------------------------------------------
+    def _on_message(self, topic, message):
+        if not topic.endswith("/config/set"):
+            return
+        request_id = None
+        try:
+            request_id, patch = payload.parse_config_set(message)
+            new_cfg, errors = config.apply_remote(self.cfg, patch)
+            if not errors:
+                config.save(self.root, new_cfg)
+                self.cfg.update(new_cfg)
+                self.apply_config()
+            keys = sorted(patch) if not errors else []
+        except Exception as e:
+            errors, keys = [str(e)], []
+        if errors:
+            self.log("config/set rejected: %s" % "; ".join(errors))
+        self.pending_results.append(("config/result", payload.config_result_json(
+            self.node_id, request_id, not errors, errors, keys)))
+
+    def apply_config(self):
+        s = self.sensor
+        if s is not None and hasattr(s, "configure"):
+            s.configure(self.cfg["sensor"])
+
+    # -- scheduling --------------------------------------------------------------------------
+    def next_sample_delay_ms(self, interval_s):
+        """Milliseconds to the next multiple of the interval on the wall clock (or uptime)."""
+        now = self.timebase.now_unix()
+        if now is None:
+            up = self.clock.ticks_diff(self.clock.ticks_ms(), self.started)
+            return interval_s * 1000 - up % (interval_s * 1000)
+        ms = self.hw.time_unix_ms()
+        period = interval_s * 1000
+        return period - ms % period
+
+    def run(self):
+        """Always-on mode: never returns."""
+        clock = self.clock
+        cfg = self.cfg
+        next_sample = clock.ticks_add(clock.ticks_ms(), self.next_sample_delay_ms(cfg["sample_interval_s"]))
+        next_upload = clock.ticks_ms()
+        next_status = clock.ticks_add(clock.ticks_ms(), cfg["status_interval_s"] * 1000)
+        self.sample()  # one reading right away: a node that just got power shows life
+        while True:
+            self.hw.feed()
+            now = clock.ticks_ms()
+            if clock.ticks_diff(now, next_sample) >= 0:
+                self.guard("sample", self.sample)
+                next_sample = clock.ticks_add(clock.ticks_ms(), self.next_sample_delay_ms(cfg["sample_interval_s"]))
+            if clock.ticks_diff(now, next_upload) >= 0:
+                if self.guard("upload", self.upload):
+                    next_upload = clock.ticks_add(now, cfg["upload_interval_s"] * 1000)
+                else:  # try again when the backoff allows; keep sampling meanwhile
+                    next_upload = clock.ticks_add(now, 1000)
+            if clock.ticks_diff(now, next_status) >= 0 and self.uplink.is_up():
+                self.guard("status", self.publish_status)
+                next_status = clock.ticks_add(now, cfg["status_interval_s"] * 1000)
+            wait = min(clock.ticks_diff(next_sample, clock.ticks_ms()), 1000)
+            if self.uplink.is_up():
+                self.guard("service", self.service, max(wait, 0))
+            elif wait > 0:
+                clock.sleep_ms(wait)
+
+    def guard(self, where, step, *args):
+        try:
+            return step(*args)
+        except Exception as e:
+            self.fail(where, e)
+            return None
+
+    def run_once_deep_sleep(self):
+        """Deep-sleep mode: one wake. Sample, upload when due, leave cleanly, sleep."""
+        cfg = self.cfg
+        self.guard("sample", self.sample)
+        due = self.hw.upload_due(cfg["upload_interval_s"])
+        if due or self.crash_report:
+            if self.guard("upload", self.upload):
+                self.hw.mark_uploaded()
+            self.uplink.close()
+        self.spool.flush() if hasattr(self.spool, "flush") else None
+        self.hw.deepsleep(self.next_sample_delay_ms(cfg["sample_interval_s"]))
+
+
+def crash_pending(root):
+    """True when the last run left a crash report (so the reset that followed was a crash)."""
+    try:
+        os.stat(root + "crash.txt")
+        return True
+    except OSError:
+        return False
+
+
+def fallback_config(mac):
+    """No usable config: measure into the spool with the defaults, radio off."""
+    cfg = config.defaults()
+    cfg["node_id"] = "esp32-" + mac
+    cfg["wifi"] = []
+    return cfg
+
+
+def safe_mode_config(cfg):
+    """Crash loop: radio off, slow cadence; everything else as configured."""
+    cfg = dict(cfg)
+    cfg["wifi"] = []
+    cfg["power_mode"] = "always_on"
+    cfg["sample_interval_s"] = max(cfg["sample_interval_s"], 600)
+    return cfg
+
+
+def save_crash(root, exc):
+    """Keep the traceback of a crash on flash; it is published after the next boot."""
+    try:
+        import io
+        buf = io.StringIO()
+        if hasattr(sys, "print_exception"):
+            sys.print_exception(exc, buf)
+        else:
+            import traceback
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=buf)
+        with open(root + "crash.txt", "w") as f:
+            f.write(buf.getvalue()[-1500:])
+    except Exception:
+        pass

@@ -1,0 +1,52 @@
+# Laterne node: wire the ESP32 adapters into the core and run. An unhandled exception is
+# saved to flash and the node resets; repeated crashes enter safe mode (radio off, slow
+# sampling, USB REPL reachable) instead of looping.
+import sys
+import time
+
+from laterne import config, node
+from laterne.hw.platform import Platform
+
+WATCHDOG_MS = 120000
+
+
+def load_config(hw):
+    cfg, source, errors = config.load("")
+    for e in errors:
+        print("config:", e)
+    if cfg is None:
+        # No usable config: keep measuring into the spool and say why on the USB console.
+        cfg = node.fallback_config(hw.mac())
+        source = "none"
+        print("config: no usable config.json; sampling offline as", cfg["node_id"])
+    return cfg, source
+
+
+def run():
+    hw = Platform()
+    cfg, source = load_config(hw)
+    crashed = hw.reset_cause() == "hard" and node.crash_pending("")
+    safe = hw.boot_guard(cfg["safe_mode"]["crashes"], cfg["safe_mode"]["window_s"],
+                         cfg["safe_mode"]["safe_s"], crashed)
+    if safe:
+        cfg = node.safe_mode_config(cfg)
+        print("safe mode: crash loop detected; radio off, slow sampling, REPL available")
+    hw.arm_watchdog(WATCHDOG_MS)
+    n = node.Node(hw, cfg, source)
+    n.safe_mode = safe
+    if cfg["power_mode"] == "deep_sleep" and not safe:
+        n.run_once_deep_sleep()
+    else:
+        n.run()
+
+
+try:
+    run()
+except KeyboardInterrupt:
+    print("stopped: REPL")
+except Exception as e:
+    node.save_crash("", e)
+    sys.print_exception(e)
+    time.sleep_ms(1000)
+    import machine
+    machine.reset()
