@@ -19,6 +19,9 @@ def add_arguments(p):
     p.add_argument("--duration", type=float, metavar="S", help="stop after S real seconds")
     p.add_argument("--deep-sleep", action="store_true", help="nodes sleep between samples")
     p.add_argument("--prefix", default="laterne", help="MQTT topic prefix")
+    p.add_argument("--cafile", help="CA certificate (PEM) of an mqtts:// broker")
+    p.add_argument("--no-ntp", action="store_true",
+                   help="no time server answers: readings are published with ts null")
 
 
 def run(args):
@@ -31,10 +34,18 @@ def run(args):
         sim.parse_broker(args.broker)
     except ValueError as e:
         raise UserError(str(e))
+    ca = None
+    if args.cafile:
+        try:
+            with open(args.cafile) as f:
+                ca = f.read()
+        except OSError as e:
+            raise UserError("cannot read --cafile: %s" % e)
     try:
         sim.run_fleet(args.nodes, args.broker, args.state, args.sample_interval,
                       args.upload_interval, args.time_scale, args.preload,
-                      args.exit_when_drained, args.duration, args.deep_sleep, args.prefix)
+                      args.exit_when_drained, args.duration, args.deep_sleep, args.prefix,
+                      ntp=not args.no_ntp, ca=ca)
     except ConnectionRefusedError:
         raise UserError("no broker answers at %s" % args.broker,
                         "start one (mosquitto -p PORT) or check --broker")

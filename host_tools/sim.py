@@ -73,14 +73,15 @@ def node_config(node_id, broker_host, broker_port, ntp_port, opts):
         "site": {"lamp_post": "sim-" + node_id[-3:], "lat": 52.52, "lon": 13.405, "notes": "virtual"},
         "wifi": [{"ssid": SIM_AP["ssid"], "password": SIM_AP["password"]}],
         "static_ip": None,
-        "broker": {"host": broker_host, "port": broker_port, "tls": False, "ca": None,
+        "broker": {"host": broker_host, "port": broker_port, "tls": opts["ca"] is not None,
+                   "ca": opts["ca"],
                    "username": None, "password": None, "keepalive_s": 30},
         "topic_prefix": opts["prefix"],
         "sample_interval_s": opts["sample_interval"],
         "upload_interval_s": opts["upload_interval"],
         "status_interval_s": max(opts["upload_interval"], 60),
         "batch_size": 50,
-        "ntp_servers": ["127.0.0.1:%d" % ntp_port],
+        "ntp_servers": ["127.0.0.1:%d" % (ntp_port if opts["ntp"] else 9)],  # 9: discard
         "power_mode": "deep_sleep" if opts["deep_sleep"] else "always_on",
         "backoff_min_s": 2, "backoff_max_s": 120,
     }
@@ -194,25 +195,29 @@ class DrainWatch:
 
 
 def parse_broker(url):
+    """(host, port, tls) from mqtt://HOST:PORT or mqtts://HOST:PORT."""
     from urllib.parse import urlparse
     u = urlparse(url)
-    if u.scheme not in ("mqtt", "") or not u.hostname:
-        raise ValueError("broker must look like mqtt://HOST:PORT, got %r" % url)
-    return u.hostname, u.port or 1883
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        raise ValueError("broker must look like mqtt://HOST:PORT or mqtts://HOST:PORT, got %r" % url)
+    tls = u.scheme == "mqtts"
+    return u.hostname, u.port or (8883 if tls else 1883), tls
 
 
 def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, time_scale=1.0,
               preload=0, exit_when_drained=False, duration=None, deep_sleep=False,
-              prefix="laterne", heap="256k", board=None, log=print):
-    host, port = parse_broker(broker)
+              prefix="laterne", heap="256k", board=None, ntp=True, ca=None, log=print):
+    host, port, tls = parse_broker(broker)
+    if tls and ca is None:
+        raise ValueError("an mqtts:// broker needs the CA certificate that signed it (--cafile)")
     state = Path(state)
     state.mkdir(parents=True, exist_ok=True)
     world = World(time_scale)
-    ntp = NtpServer(world)
-    ntp.start()
+    ntp_server = NtpServer(world)
+    ntp_server.start()
     opts = {"sample_interval": sample_interval, "upload_interval": upload_interval,
             "time_scale": time_scale, "preload": preload, "deep_sleep": deep_sleep,
-            "prefix": prefix, "heap": heap}
+            "prefix": prefix, "heap": heap, "ntp": ntp, "ca": ca if tls else None}
     if board is None:
         board = json.loads((paths.BOARDS / "esp32-devkitc.json").read_text())
     fleet = [VirtualNode(i + 1, state, world, opts) for i in range(nodes)]
@@ -226,7 +231,7 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
     started = time.monotonic()
     try:
         for n in fleet:
-            n.prepare(node_config(n.node_id, host, port, ntp.port, opts), board)
+            n.prepare(node_config(n.node_id, host, port, ntp_server.port, opts), board)
             n.start()
         log("sim: %d nodes in %s, broker %s:%d, time x%g" % (nodes, state, host, port, time_scale))
         while not stopping:
@@ -244,7 +249,7 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
             n.stop()
         if watch is not None:
             watch.stop()
-        ntp.stop()
+        ntp_server.stop()
         for s, handler in old.items():
             signal.signal(s, handler)
     return {n.node_id: n.restarts for n in fleet}

@@ -9,19 +9,24 @@
 #   bd.power_restore()                  # "power on": remount with a fresh session()
 #
 # A littlefs mount that saw a power cut is dead: its open-file finalisers may still try to
-# write. Mount each power-on period through `bd.session()`; a session stops forwarding writes
-# once the power it was born with is gone, so such late writes never reach the new boot.
+# write. Mount each power-on period through `bd.session()`; a session stops forwarding
+# anything once the power it was born with is gone, so such late writes never reach the
+# new boot.
 
 TORN = "torn"   # the cut operation is partially applied (first half of its bytes)
 LOST = "lost"   # the cut operation is not applied at all
 DONE = "done"   # the cut operation is fully applied, but its caller never learns it
 
-_IOCTL_INIT = 1
-_IOCTL_DEINIT = 2
-_IOCTL_SYNC = 3
-_IOCTL_COUNT = 4
-_IOCTL_SIZE = 5
-_IOCTL_ERASE = 6
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_IOCTL_COUNT = const(4)
+_IOCTL_SIZE = const(5)
+_IOCTL_ERASE = const(6)
+_EIO = const(-5)
 
 
 class PowerCut(Exception):
@@ -111,9 +116,7 @@ class _Flash:
         if op == _IOCTL_ERASE:
             self._erase_block(arg)
             return 0
-        if op in (_IOCTL_INIT, _IOCTL_DEINIT, _IOCTL_SYNC):
-            return 0
-        return None
+        return 0  # init, deinit, sync: nothing to do
 
     def _erase_block(self, block):
         mode = self._check()
@@ -198,24 +201,30 @@ class FileBlockDev(_Flash):
 
 
 class Session:
-    """The device as seen by one power-on period (one littlefs mount)."""
+    """The device as seen by one power-on period (one littlefs mount). Once the power it was
+    born with is gone, every call fails with an I/O error code (never an exception: the calls
+    come from garbage-collector finalisers of files the dead mount left open)."""
 
     def __init__(self, dev):
         self.dev = dev
         self._power_id = dev.power_id
 
-    def _alive(self):
-        if self.dev.power_id != self._power_id or not self.dev.powered:
-            raise PowerCut("stale mount from before a power cut")
+    def _dead(self):
+        return self.dev.power_id != self._power_id or not self.dev.powered
 
     def readblocks(self, block, buf, offset=0):
+        if self._dead():
+            return _EIO
         self.dev.readblocks(block, buf, offset)
+        return 0
 
     def writeblocks(self, block, buf, offset=None):
-        self._alive()
+        if self._dead():
+            return _EIO
         self.dev.writeblocks(block, buf, offset)
+        return 0
 
     def ioctl(self, op, arg):
-        if op == _IOCTL_ERASE:
-            self._alive()
+        if op == _IOCTL_ERASE and self._dead():
+            return _EIO
         return self.dev.ioctl(op, arg)

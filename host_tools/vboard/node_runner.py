@@ -43,6 +43,9 @@ def main(state):
     else:
         clock = vclock.VClock(scale=run["scale"], time2000=0)
     sys.modules["time"] = clock
+    if run["scale"] != 1:
+        import vselect
+        sys.modules["select"] = vselect.ScaledSelect(run["scale"])
 
     import machine
     import network

@@ -1,0 +1,164 @@
+# Config schema: validation with reasons, defaults, secrets, the remote allowlist, and the
+# load/save protocol (config.json, config.new, config.bak) on a real directory.
+import json
+import os
+import random
+
+from check import raises
+
+from laterne import config
+
+
+def good():
+    return {"node_id": "lamp-042", "wifi": [{"ssid": "street", "password": "wpa-secret-1"}],
+            "broker": {"host": "mqtt.example.org", "port": 8883, "tls": True,
+                       "ca": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                       "username": "lamp", "password": "broker-secret-2"}}
+
+
+def tmpdir():
+    path = "/tmp/laterne-cfg-%08x" % random.getrandbits(32)
+    os.mkdir(path)
+    return path + "/"
+
+
+def cleanup(root):
+    for name in os.listdir(root):
+        os.remove(root + name)
+    os.rmdir(root[:-1])
+
+
+def test_valid_config_gets_defaults():
+    cfg, errors = config.validate(good())
+    assert errors == []
+    assert cfg["sample_interval_s"] == 60 and cfg["upload_interval_s"] == 300
+    assert cfg["status_interval_s"] == 900 and cfg["batch_size"] == 50
+    assert cfg["topic_prefix"] == "laterne" and cfg["power_mode"] == "always_on"
+    assert cfg["spool_bytes"] == 262144 and cfg["rtc_fast_path"] is False
+    assert cfg["backoff_min_s"] == 2 and cfg["backoff_max_s"] == 600
+    assert cfg["sensor"] == {"address": None, "model": "bme280", "osrs_t": 1, "osrs_p": 1,
+                             "osrs_h": 1, "iir": 0, "temp_offset_centi": 0}
+    assert cfg["broker"]["keepalive_s"] == 60 and cfg["static_ip"] is None
+    assert config.DEFAULTS["sample_interval_s"] == 60
+
+
+def test_each_bad_value_is_named():
+    cases = (
+        ("node_id", "Lamp_1", "node_id"), ("node_id", "-lamp", "node_id"),
+        ("node_id", "a" * 33, "node_id"),
+        ("sample_interval_s", 5, "sample_interval_s"), ("sample_interval_s", True, "sample_interval_s"),
+        ("sample_interval_s", 60.0, "sample_interval_s"), ("batch_size", 201, "batch_size"),
+        ("power_mode", "turbo", "power_mode"), ("spool_bytes", 1024, "spool_bytes"),
+        ("topic_prefix", "a/#", "topic_prefix"), ("topic_prefix", "/x", "topic_prefix"),
+        ("wifi", [], "wifi"), ("wifi", [{"ssid": "x"}] * 5, "wifi"),
+        ("wifi", [{"ssid": "", "password": ""}], "wifi[0].ssid"),
+        ("wifi", [{"ssid": "x", "password": "short"}], "wifi[0].password"),
+        ("static_ip", {"ip": "10.0.0.300", "netmask": "255.255.255.0", "gateway": "10.0.0.1",
+                       "dns": "10.0.0.1"}, "static_ip.ip"),
+        ("ntp_servers", ["pool.ntp.org:99999"], "ntp_servers[0]"),
+        ("sensor", {"osrs_h": 3}, "sensor.osrs_h"), ("sensor", {"address": 0x75}, "sensor.address"),
+        ("sensor", {"temp_offset_centi": 1001}, "sensor.temp_offset_centi"),
+        ("site", {"lat": 91}, "site.lat"), ("rtc_fast_path", 1, "rtc_fast_path"),
+        ("safe_mode", {"crashes": 1}, "safe_mode.crashes"), ("surprise", 1, "surprise"),
+        ("backoff_max_s", 1, "backoff_max_s"),
+    )
+    for key, value, named in cases:
+        cfg = good()
+        cfg[key] = value
+        _, errors = config.validate(cfg)
+        assert errors, (key, value)
+        assert any(e.startswith(named + ":") for e in errors), (key, value, errors)
+
+
+def test_broker_rules():
+    cfg = good()
+    cfg["broker"]["ca"] = None
+    assert any(e.startswith("broker.ca:") for e in config.validate(cfg)[1])
+    cfg = good()
+    cfg["broker"]["username"] = None
+    assert any(e.startswith("broker.password:") for e in config.validate(cfg)[1])
+    cfg = good()
+    del cfg["broker"]["host"]
+    assert "broker.host: required" in config.validate(cfg)[1]
+    assert config.validate([])[1] == ["config: must be an object"]
+
+
+def test_errors_and_redact_never_show_secrets():
+    cfg = good()
+    cfg["wifi"][0]["password"] = "x" * 70        # too long
+    cfg["broker"]["password"] = "y" * 129        # too long
+    cfg["broker"]["username"] = 12
+    _, errors = config.validate(cfg)
+    text = json.dumps(errors)
+    assert "xxxxxxxx" not in text and "yyyyyyyy" not in text and len(errors) == 3
+    red = config.redact(good())
+    flat = json.dumps(red)
+    assert "wpa-secret-1" not in flat and "broker-secret-2" not in flat and '"lamp"' not in flat
+    assert red["wifi"][0]["password"] == "***" and red["broker"]["password"] == "***"
+    assert red["wifi"][0]["ssid"] == "street"
+    assert good()["wifi"][0]["password"] == "wpa-secret-1"  # the input is not changed
+
+
+def test_apply_remote_allowlisted():
+    cfg = config.validate(good())[0]
+    new, errors = config.apply_remote(cfg, {"sample_interval_s": 120, "sensor": {"iir": 4},
+                                           "sensor.temp_offset_centi": -150})
+    assert errors == []
+    assert new["sample_interval_s"] == 120 and new["sensor"]["iir"] == 4
+    assert new["sensor"]["temp_offset_centi"] == -150
+    assert cfg["sample_interval_s"] == 60 and cfg["sensor"]["iir"] == 0  # original untouched
+
+
+def test_apply_remote_rejects_and_changes_nothing():
+    cfg = config.validate(good())[0]
+    before = json.dumps(cfg)
+    for patch, named in (({"wifi": []}, "wifi"), ({"broker": {"host": "evil"}}, "broker"),
+                         ({"node_id": "x"}, "node_id"), ({"sensor": {"model": "bmp280"}}, "sensor.model"),
+                         ({"sample_interval_s": 5}, "sample_interval_s"),
+                         ({"batch_size": 10, "topic_prefix": "x"}, "topic_prefix"),
+                         ({"power_mode": "nap"}, "power_mode"), ({}, "set")):
+        new, errors = config.apply_remote(cfg, patch)
+        assert new is cfg and errors, patch
+        assert any(e.startswith(named + ":") for e in errors), (patch, errors)
+    assert json.dumps(cfg) == before
+    assert "wifi" not in config.REMOTE_KEYS and "broker.host" not in config.REMOTE_KEYS
+
+
+def test_save_then_load_and_backup_fallback():
+    root = tmpdir()
+    try:
+        assert config.load(root)[0] is None and config.load(root)[1] is None
+        saved = config.save(root, good())
+        cfg, source, errors = config.load(root)
+        assert (cfg, source, errors) == (saved, "config", [])
+        names = sorted(os.listdir(root))
+        assert names == ["config.bak", "config.json"], names
+        with open(root + "config.json", "w") as f:
+            f.write('{"node_id": "broken"')
+        cfg, source, errors = config.load(root)
+        assert source == "backup" and cfg == saved
+        assert errors[0].startswith("config.json:") and "JSON" in errors[0]
+        with open(root + "config.json", "w") as f:
+            f.write(" " * 9000)
+        cfg, source, errors = config.load(root)
+        assert source == "backup" and "larger than" in errors[0]
+        with open(root + "config.bak", "w") as f:
+            f.write(json.dumps({"node_id": "Bad!"}))
+        cfg, source, errors = config.load(root)
+        assert cfg is None and source is None and len(errors) == 2
+        raises(ValueError, config.save, root, {"node_id": "x"})
+    finally:
+        cleanup(root)
+
+
+def test_load_refreshes_missing_backup():
+    root = tmpdir()
+    try:
+        with open(root + "config.json", "w") as f:
+            f.write(json.dumps(good()))  # as written over USB, no backup yet
+        assert config.load(root)[1] == "config"
+        os.remove(root + "config.json")
+        cfg, source, _ = config.load(root)
+        assert source == "backup" and cfg["node_id"] == "lamp-042"
+    finally:
+        cleanup(root)
