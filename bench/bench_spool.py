@@ -62,6 +62,30 @@ def _mp_main():
     out["naive_erases_per_reading"] = (bd.erases - e0) / N_READINGS
     _unmount(vfs, os)
 
+    # the field notes' "small inline segment files": append to a file of <= 6 records
+    bd = _mount(blockdev, vfs, os, 256)
+    p0, e0 = bd.programs, bd.erases
+    for i in range(N_READINGS):
+        with open("seg%d" % (i // 6), "ab") as f:
+            f.write(rec)
+        if i % 6 == 5 and i >= 60:
+            os.remove("seg%d" % (i // 6 - 10))
+    out["inline_prog_bytes_per_reading"] = (bd.programs - p0) / N_READINGS
+    out["inline_erases_per_reading"] = (bd.erases - e0) / N_READINGS
+    _unmount(vfs, os)
+
+    # the RTC fast path of deep-sleep nodes (rtc_loss_ok=True, a flush every 30 readings)
+    from laterne.spool import RamRtc
+    bd = _mount(blockdev, vfs, os, 256)
+    sp = Spool("", rtc=RamRtc(), rtc_loss_ok=True, rtc_batch=30)
+    sp.extend([READING] * 300)
+    p0, e0 = bd.programs, bd.erases
+    for i in range(N_READINGS):
+        sp.append(READING)
+    out["spool_rtc_prog_bytes_per_reading"] = (bd.programs - p0) / N_READINGS
+    out["spool_rtc_erases_per_reading"] = (bd.erases - e0) / N_READINGS
+    _unmount(vfs, os)
+
     # capacity: a 256 KiB spool alone on a filesystem of 64 blocks + 2 for the root
     # directory (so it provably fits its budget); fill until the first reading is dropped
     bd = _mount(blockdev, vfs, os, 66)

@@ -75,8 +75,9 @@ class Broker:
     def start(self):
         cmd = self._mosquitto_cmd() if self.kind == "mosquitto" else self._amqtt_cmd()
         self._log = open(self.log_path, "ab")
+        # its own session: a Ctrl-C meant for the demo must not kill the broker first
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         wait_port(self.port, proc=self.proc)
         return self
 

@@ -4,7 +4,7 @@
 # the node carries on. Each line is PASS, WARN or FAIL.
 import json
 
-from host_tools.device import Device, DeviceError
+from host_tools.device import Device, DeviceError, retry_once
 from host_tools.errors import UserError
 
 MARK = "@@laterne-check@@"
@@ -84,6 +84,10 @@ print('@@laterne-check@@' + json.dumps(_r))
 
 def collect(port, timeout=10):
     """The raw facts from the board (a dict), the node resumed afterwards."""
+    return retry_once(_collect, port, timeout)
+
+
+def _collect(port, timeout):
     with Device(port, soft_reset=False, timeout=timeout) as dev:
         try:
             out = dev.exec(DEVICE_CODE, timeout=30).decode(errors="replace")
@@ -190,7 +194,10 @@ def _spool_and_links(facts, add):
     add("wifi", "PASS" if snap.get("wifi") else "WARN",
         "connected, RSSI %s" % snap.get("rssi") if snap.get("wifi") else "not connected")
     state = snap.get("broker")
-    add("broker", "PASS" if state in ("connected", "online", True) else "WARN", str(state))
+    add("broker", "PASS" if state == "up" else "WARN",
+        {"up": "connected", "off": "radio off (no network configured or safe mode)",
+         "down": "not connected", "wifi": "joining Wi-Fi", "mqtt": "connecting to the broker"}
+        .get(state, str(state)))
     if snap.get("last_error"):
         add("last error", "WARN", str(snap["last_error"]))
 

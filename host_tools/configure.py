@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from host_tools.device import Device, DeviceError
+from host_tools.device import Device, DeviceError, retry_once
 from host_tools.errors import UserError
 
 SECRET_NAMES = ("LATERNE_WIFI_SSID", "LATERNE_WIFI_PASSWORD", "LATERNE_MQTT_USERNAME",
@@ -192,7 +192,7 @@ def configure(port, node_id=None, board_name=None, inventory=None, row_id=None, 
     board = load_board(board_name)
     cfg = validate(build_config(read_site(site), node_id, board_name, row,
                                 read_secrets(secrets_file, environ)))
-    diff = write_to_board(port, cfg, board, timeout=timeout)
+    diff = retry_once(write_to_board, port, cfg, board, timeout=timeout)
     if diff:
         raise UserError("the config read back from the board differs: %s" % ", ".join(diff),
                         "run configure again; if it persists the board's flash may be failing")

@@ -2,13 +2,14 @@
 # version (read from the board), compare sha256 per file with the board, copy only what
 # differs, remove stale files under /lib, soft-reset. boot.py and main.py stay source.
 import hashlib
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 from host_tools import paths
-from host_tools.device import Device, DeviceError
+from host_tools.device import Device, DeviceError, retry_once
 from host_tools.errors import UserError
 
 # sys.implementation._mpy >> 10 -> mpy-cross -march (py/persistentcode.h, MP_NATIVE_ARCH_*)
@@ -88,7 +89,7 @@ def build(firmware_dir, info, out_dir=None, log=None):
             "the board loads .mpy v%d but mpy-cross emits v%d.%d" % (major, have_major, have_sub),
             "flash the board with the MicroPython release this project targets (laterne flash), "
             "or install the mpy-cross that matches the board's MicroPython")
-    out_dir = Path(out_dir or paths.BUILD / "deploy" / ("%s-v%d" % (arch or "bytecode", major)))
+    out_dir = Path(out_dir or paths.BUILD / "deploy-cache")
     files = {}
     for name in SOURCE_FILES:
         src = firmware_dir / name
@@ -101,16 +102,22 @@ def build(firmware_dir, info, out_dir=None, log=None):
         if src.suffix != ".py":
             files["/" + rel] = src.read_bytes()
             continue
-        out = out_dir / (rel[:-3] + ".mpy")
-        if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        source = src.read_bytes()
+        # cache by content: the same source for the same target is compiled once
+        key = hashlib.sha256(b"%s\0%d.%d\0%s\0" % ((arch or "").encode(), have_major,
+                                                      have_sub, rel.encode()) + source)
+        out = out_dir / (key.hexdigest()[:32] + ".mpy")
+        if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [_mpy_cross(), "-o", str(out), "-s", rel]
+            tmp = out.with_suffix(".%d.tmp" % os.getpid())
+            cmd = [_mpy_cross(), "-o", str(tmp), "-s", rel]
             if arch:
                 cmd.insert(1, "-march=" + arch)
             run = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
             if run.returncode != 0:
                 raise UserError("mpy-cross cannot compile %s:\n%s" % (rel, run.stderr.strip()),
                                 "fix the file; every firmware file must compile for the ESP32")
+            os.replace(tmp, out)
         files["/" + rel[:-3] + ".mpy"] = out.read_bytes()
     return files
 
@@ -129,10 +136,9 @@ def plan(files, device_hashes):
             if device_hashes.get(p) != hashlib.sha256(files[p]).hexdigest()]
     stale = [p for p in device_hashes if p.startswith("/lib/") and not p.endswith("/")
              and p not in files]
-    dirs_needed = {p.rsplit("/", 1)[0] for p in files}
-    stale_dirs = [p for p in device_hashes if p.endswith("/") and p[:-1] not in dirs_needed
+    stale_dirs = [p for p in device_hashes if p.endswith("/")
                   and not any(f.startswith(p) for f in files)]
-    # deepest first so folders are empty when removed
+    # files first, then folders deepest first, so each folder is empty when removed
     remove = sorted(stale, reverse=True) + sorted(stale_dirs, key=len, reverse=True)
     return copy, remove, len(files) - len(copy)
 
@@ -156,6 +162,10 @@ def _with_parents(dirs):
 def deploy(port, firmware_dir=None, dry_run=False, progress=True, log=print, timeout=10):
     """Deploy to the board on `port`; returns dict(copied, removed, unchanged, app_hash, ...)."""
     firmware_dir = Path(firmware_dir or paths.FIRMWARE)
+    return retry_once(_deploy, port, firmware_dir, dry_run, progress, timeout)
+
+
+def _deploy(port, firmware_dir, dry_run, progress, timeout):
     with Device(port, soft_reset=True, timeout=timeout) as dev:
         info = dev.info()
         files = build(firmware_dir, info)

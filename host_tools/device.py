@@ -17,11 +17,21 @@ del _m
 
 
 def _explain(exc, port):
+    from host_tools.serial_hints import explain_serial_error
+    err = explain_serial_error(exc, port)
+    err.transport = True  # the link failed (not our request): worth one more try
+    return err
+
+
+def retry_once(fn, *args, **kw):
+    """fn(), and once more if the serial link failed midway (a board that reset or hung
+    while we talked to it); idempotent operations only."""
     try:
-        from host_tools.serial_hints import explain_serial_error
-    except ImportError:  # only while the hints module is being written alongside
-        return UserError("%s: %s" % (port, exc), "check the cable and the --port name")
-    return explain_serial_error(exc, port)
+        return fn(*args, **kw)
+    except UserError as e:
+        if not getattr(e, "transport", False):
+            raise
+    return fn(*args, **kw)
 
 
 class Device:

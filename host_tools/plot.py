@@ -102,12 +102,17 @@ def render(rows, png_path, outages=(), title=None):
     axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
     axes[-1].set_xlabel("time of the reading (virtual, UTC)")
     handles, labels = axes[0].get_legend_handles_labels()
+    lines = [(h, l) for h, l in zip(handles, labels) if l in series]  # one per node
+    extras = [(h, l) for h, l in zip(handles, labels) if l not in series]  # the outage
     fig.suptitle(title or "Laterne: readings per node", y=0.985, fontsize=13)
-    per_row = 5
-    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.96),
-               ncol=min(len(labels), per_row), frameon=False)
-    legend_rows = (len(labels) + per_row - 1) // per_row
-    fig.tight_layout(rect=(0, 0, 1, 0.955 - 0.028 * legend_rows))
+    top = 0.955
+    for group in (lines, extras):
+        for start in range(0, len(group), 6):
+            chunk = group[start:start + 6]
+            fig.legend([h for h, _ in chunk], [l for _, l in chunk], loc="upper center",
+                       bbox_to_anchor=(0.5, top), ncol=len(chunk), frameon=False)
+            top -= 0.03
+    fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(png_path)
     plt.close(fig)
     return png_path

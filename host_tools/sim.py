@@ -67,6 +67,23 @@ class NtpServer(threading.Thread):
         self.sock.close()
 
 
+def install_firmware(dest):
+    """The firmware as a deploy would put it on a node (lib precompiled to .mpy for the unix
+    port), so a virtual node's heap carries what a real node's does, not the compiler's."""
+    from host_tools import deploy
+    out = subprocess.run([paths.micropython_exe(), "-c",
+                          "import sys; print(sys.implementation._mpy)"],
+                         capture_output=True, text=True, check=True).stdout
+    files = deploy.build(paths.FIRMWARE, {"mpy": int(out)})
+    if dest.exists():
+        shutil.rmtree(dest)
+    for name, data in files.items():
+        path = dest / name.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return dest
+
+
 def node_config(node_id, broker_host, broker_port, ntp_port, opts):
     return {
         "node_id": node_id, "board": "esp32-devkitc",
@@ -114,7 +131,7 @@ class VirtualNode:
             preload = {"n": self.opts["preload"], "end_unix": int(self.world.now()),
                        "interval_s": self.opts["sample_interval"], "seed": self.index}
         self.run_spec = {
-            "firmware": str(paths.FIRMWARE), "scale": self.opts["time_scale"],
+            "firmware": str(self.opts["firmware"]), "scale": self.opts["time_scale"],
             "uid": "240ac4%06x" % self.index, "seed": self.index, "aps": [SIM_AP],
             "flash_blocks": 128, "epoch_unix": self.world.epoch_unix,
             "epoch_host_ns": self.world.epoch_host_ns, "preload": preload,
@@ -220,6 +237,7 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
             "prefix": prefix, "heap": heap, "ntp": ntp, "ca": ca if tls else None}
     if board is None:
         board = json.loads((paths.BOARDS / "esp32-devkitc.json").read_text())
+    opts["firmware"] = install_firmware(state / ".firmware")
     fleet = [VirtualNode(i + 1, state, world, opts) for i in range(nodes)]
     watch = DrainWatch(host, port, prefix, [n.node_id for n in fleet]) if exit_when_drained else None
     stopping = []

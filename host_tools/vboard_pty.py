@@ -25,6 +25,7 @@ UP_MARK = b"\x00vboard-up\x00"
 RAW_MARK = b"\x00vboard-raw\x00"
 RESET_MARK = b"\x00vboard-reset\x00"
 OUT_CAP = 256 * 1024  # bytes kept for a reader that is not reading, like a UART's void
+TRACE = os.environ.get("LATERNE_VBOARD_TRACE")
 STAND_INS = ("esp32", "ntptime")  # imported before "/" becomes the board's filesystem
 
 
@@ -131,6 +132,8 @@ class VirtualBoard:
         self.filter_buf = b""
         self.raw_sent = False
         self.resetting = False
+        self.wedge_reset = False
+        self.futex_since = None
         self.ready = False  # input waits until the interpreter can take it (see UP_MARK)
         self.early = b""
         self.log("board started (%s, %s), pid %d" % (mode, cause, self.child.pid))
@@ -165,15 +168,38 @@ class VirtualBoard:
             self._from_host()
         if self.child_fd is not None and self.child_fd in readable:
             self._from_board()
+        if self.child_fd is not None and self._wedged():
+            # A Ctrl-C that hit the interpreter inside a C library call can leave a lock
+            # taken (the process then waits on a futex forever): treat it as the watchdog
+            # reset a hung chip would get.
+            self.log("board hung after Ctrl-C: watchdog reset")
+            self.child.kill()
+            self.wedge_reset = True
         if self.wake_at is not None and time.monotonic() >= self.wake_at:
             self.wake_at = None
             self._spawn("friendly", "deep_sleep")
+
+    def _wedged(self):
+        """True when the single-threaded interpreter has waited on a futex for over 1.5 s."""
+        try:
+            with open("/proc/%d/wchan" % self.child.pid) as f:
+                waiting = f.read().startswith("futex")
+        except OSError:
+            waiting = False
+        now = time.monotonic()
+        if not waiting:
+            self.futex_since = None
+        elif self.futex_since is None:
+            self.futex_since = now
+        return (not self.wedge_reset and self.futex_since is not None
+                and now - self.futex_since > 1.5)
 
     def _from_host(self):
         try:
             data = os.read(self.master, 4096)
         except (BlockingIOError, OSError):
             return
+        self._trace("host", data)
         if self.wake_at is not None:
             return  # a sleeping chip hears nothing
         if self.child_fd is None or not self.ready:
@@ -208,9 +234,15 @@ class VirtualBoard:
                 raise
             data = b""
         if data:
+            self._trace("board", data)
             self._emit_board(data)
         else:
             self._child_ended()
+
+    def _trace(self, who, data):
+        if TRACE:  # LATERNE_VBOARD_TRACE=FILE: every byte both ways, for debugging the bridge
+            with open(TRACE, "a") as f:
+                f.write("%.3f %s %r ready=%s\n" % (time.monotonic(), who, data, self.ready))
 
     def _emit_board(self, data):
         if not self.ready:
@@ -316,7 +348,7 @@ class VirtualBoard:
             reset = json.loads((self.state / "reset.json").read_text() or "{}")
         except (OSError, ValueError):
             pass
-        cause = reset.get("cause") if self.resetting else None
+        cause = reset.get("cause") if self.resetting else (3 if self.wedge_reset else None)
         if code == 0:  # Ctrl-D at either REPL
             self._send(b"MPY: soft reboot\r\n")
             self._spawn(self.mode, "soft")
@@ -371,6 +403,7 @@ def run_board(pty_path, state_dir, sensor=True, node_id="vboard", log=print):
         board.open()
         log("virtual board %s on %s (files in %s)" % (node_id, pty_path, board.state / "fs"))
         board.serve()
+        log("virtual board stopped")
     finally:
         board.close()
         for s, h in old.items():

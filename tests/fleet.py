@@ -67,7 +67,7 @@ class Collector:
         self.status = {}      # node -> list of status dicts in arrival order
         self.results = []     # config/result payloads
         self.garbage = []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(prefix + "/#", 1)

@@ -2,7 +2,6 @@
 # the power cut at every flash operation in turn, in each cut mode; after power returns,
 # config.load must give the old or the new config, never an error or the fallback.
 import json
-import sys
 
 import blockdev
 import vfs

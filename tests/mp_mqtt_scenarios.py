@@ -14,8 +14,9 @@ def result(**kw):
 def make(port, **kw):
     ctx = kw.pop("ctx", None)
     host = kw.pop("host", "127.0.0.1")
+    name = kw.pop("server_name", host)
     return mqttclient.MQTTClient(kw.pop("cid", "mp-node"),
-                                 lambda: net.open_socket(host, port, 3000, ctx, host), time, **kw)
+                                 lambda: net.open_socket(host, port, 3000, ctx, name), time, **kw)
 
 
 def ack_all(c, pids):
@@ -81,10 +82,10 @@ def garbage(port):
         result(error=type(e).__name__, reason=str(e), connected=c.is_connected())
 
 
-def tls(port, cafile, host):
+def tls(port, cafile, host, server_name=None):
     with open(cafile) as f:
         ctx = net.make_tls_context(f.read())
-    c = make(port, ctx=ctx, host=host)
+    c = make(port, ctx=ctx, host=host, server_name=server_name or host)
     try:
         c.connect()
     except mqttclient.MQTTError as e:

@@ -1,5 +1,6 @@
 # config.save/load survive a power cut at any flash operation: littlefs on the MicroPython
 # unix port with the virtual board's power-cut block device.
+import json
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,6 @@ def test_power_cut_at_every_flash_operation_keeps_old_or_new_config():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    import json
     r = json.loads(line[7:])
     # both outcomes occur: early cuts keep the old config, late ones already have the new
     assert r["trials"] >= 6 and r["outcomes"]["old"] > 0 and r["outcomes"]["new"] > 0, r

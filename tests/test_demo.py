@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from host_tools import demo, demo_outage, demo_procs, demo_summary, plot
+from host_tools.broker import Broker
 from host_tools.demo_recorder import Recorder, ReadingStore, decode_readings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +107,13 @@ def test_read_csv_takes_a_monitor_csv_and_names_a_bad_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_recorder_collects_readings_and_status_from_a_broker(broker):
+@pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])  # the demo uses amqtt without mosquitto
+def test_recorder_collects_readings_and_status_from_a_broker(kind):
+    with Broker(kind=kind) as broker:
+        _recorder_against(broker)
+
+
+def _recorder_against(broker):
     heard = []
     rec = Recorder("127.0.0.1", broker.port, client_id="test-recorder",
                    listener=lambda topic, payload: heard.append(topic)).start()

@@ -1,6 +1,5 @@
 # The MQTT client against real peers: mosquitto (plain and TLS), a black-holing proxy and a
 # fake broker sending garbage; on CPython in-process and on MicroPython in a subprocess.
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import pytest
 import vclock
 from host_tools.broker import Broker
 from host_tools.paths import micropython_env, micropython_exe
-from laterne import mqtt, mqttclient, net
+from laterne import net
 from laterne.mqttclient import (MQTTClient, MQTTConnectionError, MQTTError, MQTTProtocolError,
                                 MQTTRefused, MQTTTimeout)
 
@@ -201,11 +200,11 @@ def test_refused_names_the_return_code():
 
 
 def test_unreachable_broker_is_a_connection_error():
-    port = mqtt_helpers.FakeBroker(b"").port  # find a port, then close the listener
-    c = client(1, timeout_ms=500)
+    from host_tools.broker import free_port
+    c = client(free_port(), timeout_ms=500)  # nothing listens there: connection refused
     with pytest.raises(MQTTConnectionError, match="cannot reach broker"):
         c.connect()
-    assert port
+    assert not c.is_connected()
 
 
 # -- TLS -----------------------------------------------------------------------------------
@@ -238,6 +237,15 @@ def test_tls_wrong_ca_refused_clearly(tls_broker):
     ctx = net.make_tls_context(str(paths["other_ca"]))  # a path works too
     with pytest.raises(MQTTConnectionError, match="not trusted by the configured CA"):
         client(b.port, host="localhost", ctx=ctx).connect()
+
+
+def test_tls_other_host_name_refused(tls_broker):
+    b, paths = tls_broker
+    ctx = net.make_tls_context(paths["ca"].read_bytes())
+    c = MQTTClient("py", lambda: net.open_socket("127.0.0.1", b.port, 3000, ctx, "evil.example"),
+                   vclock.VClock(scale=1))
+    with pytest.raises(MQTTConnectionError, match="another host name"):
+        c.connect()
 
 
 def test_tls_context_rejects_unusable_ca():
@@ -297,3 +305,5 @@ def test_micropython_tls(tls_broker):
     assert run_mp("tls", b.port, paths["ca"], "localhost") == {"error": None, "acked": True}
     r = run_mp("tls", b.port, paths["other_ca"], "localhost")
     assert r["error"] == "MQTTConnectionError" and "not trusted by the configured CA" in r["reason"]
+    r = run_mp("tls", b.port, paths["ca"], "127.0.0.1", "evil.example")
+    assert r["error"] == "MQTTConnectionError" and "another host name" in r["reason"]

@@ -1,6 +1,5 @@
 # Property tests and fuzzing of the MQTT codec and the client's acknowledgement bookkeeping.
 # CONNECT and SUBSCRIBE are checked against a small parser written here from the spec.
-import random
 import socket
 import struct
 
@@ -221,6 +220,28 @@ def test_incoming_qos1_publish_is_acked_once():
             c.poll(200)
         assert got == [("a/config/set", b"{}")]
         assert broker.recv(16) == mqtt.encode_puback(77)
+    finally:
+        c.close()
+        broker.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.binary(min_size=1, max_size=200),
+                 st.lists(broker_packets(), min_size=1, max_size=4).map(
+                     lambda items: b"".join(raw for raw, _ in items)[:-1] + b"\xff")))
+def test_client_survives_any_bytes_from_the_broker(data):
+    """Whatever the broker sends after CONNACK, the client either handles it or raises an
+    MQTTError subclass (and is then closed): never another exception."""
+    from laterne.mqttclient import MQTTError
+    c, broker = connected_pair(on_message=lambda t, m: None)
+    try:
+        c.publish("t", b"x", 1)
+        broker.sendall(data)
+        try:
+            for _ in range(3):
+                c.poll(5)
+        except MQTTError as e:
+            assert str(e) and not c.is_connected()
     finally:
         c.close()
         broker.close()

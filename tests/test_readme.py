@@ -135,3 +135,31 @@ def test_the_stale_time_stated_is_the_monitor_default():
     minutes = int(re.search(r"`stale` \(no new reading for (\d+) minutes\)", README).group(1))
     default = re.search(r"--stale-after S.*?\(default\s+(\d+)\)", help_text("monitor"), re.S)
     assert default and int(default.group(1)) == minutes * 60
+
+
+def test_the_inventory_example_is_read_by_configure(tmp_path):
+    from host_tools import configure
+    block = re.search(r"```csv\n(.*?)```", README, re.S).group(1).splitlines()
+    assert tuple(block[0].split(",")) == configure.INVENTORY_COLUMNS
+    inventory = tmp_path / "fleet.csv"
+    inventory.write_text("\n".join(block) + "\n")
+    row = configure.read_inventory(str(inventory), "lamp-017")
+    assert row["board"] in boards() and row["lat"] == 52.5201
+    for name in configure.SECRET_NAMES:
+        assert "`%s=...`" % name in README, name
+
+
+def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
+    import argparse
+    from host_tools import cmd_provision, provision
+    shown = re.search(r"`(provision: OK [^`]+)`", README).group(1)
+    monkeypatch.setattr(provision, "provision", lambda *a, **k: {
+        "node_id": "lamp-017", "mac": "24:0a:c4:00:00:11", "board": "esp32-devkitc",
+        "warnings": []})
+    args = argparse.Namespace(port="/dev/ttyUSB0", inventory="fleet.csv", row="lamp-017",
+                              firmware="ESP32_GENERIC.bin", board=None, site=None, secrets=None,
+                              log="provisioning.jsonl", skip_flash=False, restart=False)
+    assert cmd_provision.run(args) == 0
+    printed = capsys.readouterr().out.strip()
+    pattern = r"\s+".join(re.escape(w).replace(r"\.\.\.", r"\S+") for w in shown.split())
+    assert re.fullmatch(pattern, printed), (shown, printed)

@@ -4,7 +4,7 @@
 import shutil
 import tempfile
 
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -50,6 +50,7 @@ class SpoolMachine(RuleBasedStateMachine):
         grew = self.sp.dropped - self.dropped
         if grew:
             assert len(self.model) > GUARANTEED, ("dropped below capacity", len(self.model))
+            event("capacity overflow")
             del self.model[:grew]
             self.dropped = self.sp.dropped
 
@@ -64,6 +65,17 @@ class SpoolMachine(RuleBasedStateMachine):
             assert last == self.sp.next_seq - 1
         for i, r in enumerate(rs):
             self.stored(last - len(rs) + 1 + i, r)
+
+    @rule(n=st.integers(150, 450), base=READINGS, one_by_one=st.booleans())
+    def burst(self, n, base, one_by_one):
+        """Days offline: many readings, towards and past the capacity."""
+        rs = [(base[0], base[1], base[2], base[3], (base[4] + i) % 131072, base[5])
+              for i in range(n)]
+        if one_by_one:
+            for r in rs:
+                self.append(r)
+        else:
+            self.extend(rs)
 
     @rule(n=st.integers(0, 600))
     def peek(self, n):

@@ -141,3 +141,16 @@ def test_sigterm_stops_the_board_and_leaves_no_process(tmp_path):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_deep_sleep_wakes_with_the_deep_sleep_cause_and_keeps_rtc_memory(vboard):
+    t = connect(vboard)
+    try:
+        t.exec("import machine\nmachine.RTC().memory(b'kept over sleep')")
+        t.exec_raw_no_follow("import machine\nmachine.deepsleep(300)")
+        _read_until(t, b">>> ")  # woke up: boot.py, main.py, the REPL
+        t.enter_raw_repl(soft_reset=False)
+        assert t.eval("__import__('machine').reset_cause()") == 4  # DEEPSLEEP_RESET
+        assert t.eval("__import__('machine').RTC().memory()") == b"kept over sleep"
+    finally:
+        t.close()

@@ -4,8 +4,15 @@
 # normal mode, the measuring bit for the datasheet's typical conversion time on the board
 # clock, shadowed data registers and the IIR filter, plus fault injection. The data registers
 # come from inverting the datasheet's floating-point compensation (section 8.1, independent
-# of the driver's integer code) for the environment set with set_environment().
+# of the driver's integer code) for the environment set with set_environment(), then
+# polished within a few LSBs against the integer reference so the reported values land
+# within 0.01 degC / 1 Pa / 0.01 %RH of it.
 import errno
+
+try:  # the firmware's integer reference, used only to polish the last few LSBs
+    from laterne import bme280 as _ref
+except ImportError:
+    _ref = None
 
 # Datasheet temperature/pressure example calibration (T1..P9) and a typical humidity set.
 DEFAULT_CAL = (27504, 26435, -1000, 36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000,
@@ -77,6 +84,16 @@ def _search(f, target, hi):
     return a if abs(f(a) - target) <= abs(f(b) - target) else b
 
 
+def _polish(f, target, start, hi, reach=8):
+    """The raw value within `reach` of start whose integer result is closest to target."""
+    best, err = start, abs(f(start) - target)
+    for a in range(max(0, start - reach), min(hi, start + reach) + 1):
+        e = abs(f(a) - target)
+        if e < err:
+            best, err = a, e
+    return best
+
+
 class BME280Sim:
     """A BME280 behind an I2C address. Attach with machine.board.attach(0x76, sim)."""
 
@@ -118,8 +135,17 @@ class BME280Sim:
         self.environment = (temp_c, pressure_pa, humidity_pct)
         adc_t = _search(lambda a: _t_float(cal, a) / 5120.0, temp_c, 0xFFFFF)
         tf = int(_t_float(cal, adc_t))
+        if _ref is not None:
+            adc_t = _polish(lambda a: _ref.temperature(_ref.t_fine(cal, a)),
+                            temp_c * 100, adc_t, 0xFFFFF)
+            tf = _ref.t_fine(cal, adc_t)
         adc_p = _search(lambda a: _p_float(cal, tf, a), pressure_pa, 0xFFFFF)
         adc_h = _search(lambda a: _h_float(cal, tf, a), humidity_pct, 0xFFFF)
+        if _ref is not None:  # judged in the driver's wire units (Pa, 0.01 %RH), rounded
+            adc_p = _polish(lambda a: (_ref.pressure(cal, tf, a) + 128) >> 8, pressure_pa,
+                            adc_p, 0xFFFFF)
+            adc_h = _polish(lambda a: (_ref.humidity(cal, tf, a) * 100 + 512) >> 10,
+                            humidity_pct * 100, adc_h, 0xFFFF)
         self.raw = (adc_t, adc_p, adc_h)
 
     def now(self):

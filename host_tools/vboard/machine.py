@@ -30,6 +30,7 @@ class VirtualBoard:
     def __init__(self):
         self.clock = None
         self.devices = {}
+        self._hook = self._wdt_hook  # one bound method, so it can be found and removed
         self.power_on()
 
     # -- what survives what ----------------------------------------------------------------
@@ -55,10 +56,11 @@ class VirtualBoard:
         self.wdt_timeout_ms = None
 
     def _use_clock(self, clock):
-        if self.clock is not None and self._wdt_hook in self.clock.hooks:
-            self.clock.hooks.remove(self._wdt_hook)
+        if self.clock is not None and self._hook in self.clock.hooks:
+            self.clock.hooks.remove(self._hook)
         self.clock = clock
-        clock.hooks.append(self._wdt_hook)
+        if self._hook not in clock.hooks:
+            clock.hooks.append(self._hook)
 
     def state_bytes(self):
         """RTC memory, RTC time and pending reset cause, for a runner to carry across a

@@ -2,8 +2,9 @@
 # the interpreter at the unix port's own REPL (run as `micropython -i repl_board.py STATE MODE
 # CAUSE`). The host folder STATE/fs becomes the device's "/" (so mpremote's absolute and
 # relative paths land there), /lib is on sys.path, boot.py runs, then main.py unless the board
-# restarts into the raw REPL. Resets are reported to the bridge (host_tools/vboard_pty.py)
-# through the exit code and STATE/reset.json; the bridge restarts the process.
+# restarts into the raw REPL. A reset (machine.reset/soft_reset/deepsleep, watchdog) writes
+# STATE/reset.json and prints RESET_MARK; the bridge (host_tools/vboard_pty.py) then ends
+# and restarts the process. RTC memory is carried over in STATE/rtc.bin.
 import json
 import sys
 

@@ -162,3 +162,12 @@ def test_load_refreshes_missing_backup():
         assert source == "backup" and cfg["node_id"] == "lamp-042"
     finally:
         cleanup(root)
+
+
+def test_defaults_shape_for_the_fallback_node():
+    d = config.defaults()
+    assert d["node_id"] is None and d["wifi"] == [] and d["broker"]["host"] is None
+    assert d["broker"]["port"] == 1883 and d["safe_mode"] == {"crashes": 3, "window_s": 600,
+                                                             "safe_s": 3600}
+    d["sensor"]["iir"] = 16
+    assert config.defaults()["sensor"]["iir"] == 0  # a fresh copy each time

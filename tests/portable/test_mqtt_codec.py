@@ -168,3 +168,8 @@ def test_oversized_packet_refused_before_buffering():
     e = raises(MQTTProtocolError, list, dec.feed(b"\x30\xe8\x07"))
     assert "1000" in str(e)
     assert decode_all(b"\x30" + bytes([100]) + b"\x00\x01t" + b"x" * 97, 100)[0][2] == b"x" * 97
+
+
+def test_five_length_bytes_named_as_such():
+    e = raises(MQTTProtocolError, decode_all, b"\x30\x80\x80\x80\x80\x00")
+    assert "4 bytes" in str(e)

@@ -97,6 +97,15 @@ def test_append_peek_ack_roundtrip():
     assert sp.depth() == 0 and sp.peek(5) == []
 
 
+def test_peek_after_skips_a_batch_in_flight():
+    sp = Spool(fresh_root())
+    for i in range(10):
+        sp.append(reading(i))
+    assert [r[0] for r in sp.peek(3, after=2)] == [3, 4, 5]
+    sp.ack(4)
+    assert [r[0] for r in sp.peek(2, after=1)] == [5, 6]
+
+
 def test_reopen_keeps_everything_across_chunk_and_segment_boundaries():
     root = fresh_root()
     sp = Spool(root)

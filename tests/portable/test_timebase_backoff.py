@@ -95,3 +95,13 @@ def test_backoff_survives_many_failures_and_bad_rand():
     assert 0 <= bad.next_delay() <= 10
     raises(ValueError, backoff.Backoff, 0, 10, lambda: 0.5)
     raises(ValueError, backoff.Backoff, 10, 5, lambda: 0.5)
+
+
+def test_mark_synced_from_device_clock():
+    clock = vclock.VClock(time2000=24 * 3600 * 366)  # 2001-01-01 on the ESP32 epoch
+    cs = timebase.ClockState(clock, boot=2)
+    cs.mark_synced()
+    assert cs.now_unix() == 978307200  # 2001-01-01T00:00:00Z
+    cs1970 = timebase.ClockState(clock, boot=2, device_epoch=1970)
+    cs1970.mark_synced()
+    assert cs1970.now_unix() == 24 * 3600 * 366

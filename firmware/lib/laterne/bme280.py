@@ -200,6 +200,8 @@ class BME280:
             raise ValueError("address must be 0x76, 0x77 or None (auto), not %r" % (address,))
         if clock is None:
             import time as clock
+            if not hasattr(clock, "ticks_us"):
+                raise ValueError("pass clock= (MicroPython time API) outside MicroPython")
         self.i2c = i2c
         self.clock = clock
         self.humidity = humidity

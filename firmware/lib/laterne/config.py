@@ -9,7 +9,6 @@ import os
 # is a nested schema), "list" (rule = (item kind, item rule, min, max)). A default of
 # REQUIRED means the key must be given.
 REQUIRED = "<required>"
-OPTIONAL = None
 
 _NET = (("ssid", ("str", REQUIRED, (1, 32))), ("password", ("secret", "", (0, 63))))
 _STATIC = (("ip", ("ipv4", REQUIRED, None)), ("netmask", ("ipv4", REQUIRED, None)),
@@ -234,17 +233,21 @@ def _join(path, key):
     return "%s.%s" % (path, key) if path else key
 
 
-def defaults():
-    """A config with every default filled in; node_id, wifi and broker are still missing."""
+def _defaults_of(schema):
     out = {}
-    for key, (kind, default, rule) in SCHEMA:
+    for key, (kind, default, rule) in schema:
         if default is REQUIRED:
-            out[key] = None if kind != "list" else []
+            out[key] = [] if kind == "list" else (_defaults_of(rule) if kind == "obj" else None)
         elif kind == "obj":
-            out[key] = _check_obj(_copy(default), rule, key, [])
+            out[key] = _defaults_of(rule)
         else:
             out[key] = _copy(default)
     return out
+
+
+def defaults():
+    """A config with every default filled in; required keys are None (or [] for wifi)."""
+    return _defaults_of(SCHEMA)
 
 
 DEFAULTS = defaults()

@@ -38,7 +38,9 @@ def open_socket(host, port, timeout_ms, ssl_context=None, server_hostname=None):
 def _tls_reason(e):
     text = " ".join((str(e) or repr(e)).split())
     low = text.lower()
-    # mbedtls reports a failed verification as a negative error code with little text
+    # mbedtls gives short texts or bare negative codes; OpenSSL longer ones
+    if "hostname" in low or "cn)" in low or "common name" in low:
+        return "server certificate is for another host name (%s)" % text
     if "verif" in low or "-9984" in text or "x509" in low or "certificate" in low:
         return "server certificate not trusted by the configured CA (%s)" % text
     return text

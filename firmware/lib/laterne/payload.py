@@ -8,7 +8,7 @@ from laterne import flags
 V = 1
 READING_COLS = '["seq","ts","t","p","h","flags"]'
 CONFIG_SET_MAX = 2048  # bytes; larger requests are refused unread
-_SKIP = ((flags.T_SKIPPED, 4), (flags.P_SKIPPED, 5), (flags.H_SKIPPED, 6))
+_SKIP = ((flags.T_SKIPPED, 0), (flags.P_SKIPPED, 1), (flags.H_SKIPPED, 2))
 
 
 def topic(prefix, node_id, leaf):
@@ -23,19 +23,16 @@ def readings_json(node_id, rows, timebase):
     """rows: spool tuples (seq, ts, boot, flags, t, p, h). ts is fixed up by the timebase
     (null when unknown); a skipped channel is null."""
     parts = ['{"v":1,"node":', json.dumps(node_id), ',"cols":', READING_COLS, ',"rows":[']
-    first = True
+    sep = ""
     for row in rows:
-        seq, ts, boot, rflags = row[0], row[1], row[2], row[3]
-        ts, rflags = timebase.fix(ts, boot, rflags)
+        ts, rflags = timebase.fix(row[1], row[2], row[3])
         vals = [row[4], row[5], row[6]]
-        for bit, col in _SKIP:
+        for bit, i in _SKIP:
             if rflags & bit:
-                vals[col - 4] = None
-        parts.append("[%d,%s,%s,%s,%s,%d]" % (seq, _num(ts), _num(vals[0]), _num(vals[1]),
-                                             _num(vals[2]), rflags) if first else
-                     ",[%d,%s,%s,%s,%s,%d]" % (seq, _num(ts), _num(vals[0]), _num(vals[1]),
-                                              _num(vals[2]), rflags))
-        first = False
+                vals[i] = None
+        parts.append("%s[%d,%s,%s,%s,%s,%d]" % (sep, row[0], _num(ts), _num(vals[0]),
+                                                _num(vals[1]), _num(vals[2]), rflags))
+        sep = ","
     parts.append("]}")
     return "".join(parts)
 

@@ -116,8 +116,11 @@ class Spool:
         self._segs = []         # [(base, n)] oldest first
         self._bad = []          # unacked seqs peek found unreadable though counted in depth()
         self._scan = 0          # highest seq peek has examined
+        self._counted = False   # depth() has looked at the unsealed seqs this boot
         self._head = None       # (base, n, floor) that _head_n was counted for
         self._head_n = 0
+        self._slot_paths = ["%sr/%d" % (self.dir, i) for i in range(R)]
+        self._chunk_paths = ["%sc/%d" % (self.dir, i) for i in range(C)]
         self._rbuf = bytearray(_RS)
         self._cbuf = bytearray(_CHUNK)   # the current chunk: RAM mirror of the slots
         self._kbuf = bytearray(_CHUNK)   # scratch: a chunk or the slot ring read from flash
@@ -238,6 +241,9 @@ class Spool:
         """Readings stored and not acknowledged (RTC-held ones included)."""
         fl = self._floor
         fn = self._fn
+        if not self._counted:  # once per boot: find the holes among the unsealed seqs
+            self._counted = True
+            self._peek_unsealed(max(fl + 1, fn - fn % S), [], 1 << 30)
         d = 0
         exact_to = fl  # _bad entries up to here are already left out of the counts below
         for base, n in self._segs:
@@ -272,10 +278,10 @@ class Spool:
 
     # -- writing --------------------------------------------------------------------------
     def _slot(self, s):
-        return "%sr/%d" % (self.dir, s % R)
+        return self._slot_paths[s % R]
 
     def _chunk(self, s):
-        return "%sc/%d" % (self.dir, (s // R) % C)
+        return self._chunk_paths[(s // R) % C]
 
     def _store1(self, reading):
         """One reading straight to flash (slot first), even on the RTC fast path."""
@@ -292,6 +298,8 @@ class Spool:
         self._skip_to(s)
         p = (s % R) * _RS
         self._cbuf[p:p + _RS] = src[off:off + _RS]
+        if src is not self._rbuf:
+            self._rbuf[:] = src[off:off + _RS]  # _commit_tail may need the newest record
         self._advance()
 
     def _advance(self):
@@ -300,11 +308,15 @@ class Spool:
         if s % R == R - 1:
             self._finish_chunk(s - R + 1)
 
-    def _skip_to(self, target):
+    def _skip_to(self, target, known=True):
         """Move the next flash seq up to target; the skipped seqs become holes. Readings
-        already buffered are first made safe in their chunk (and segment)."""
+        already buffered are first made safe in their chunk (and segment). known=False at
+        boot, where a cut bulk write may have left readings in the skipped range."""
         if target <= self._fn:
             return
+        if known:
+            for b in range(max(self._fn, self._floor + 1), target):
+                self._bad.append(b)
         if target - target % R == self._fn - self._fn % R:
             self._fn = target  # same chunk: the positions in between stay holes
             return
@@ -318,18 +330,27 @@ class Spool:
         rec.fill_holes(self._cbuf)
 
     def _commit_tail(self, first):
-        """Make the records of the unfinished chunk that only exist in RAM durable."""
-        for s in range(max(first, self._fn - self._fn % R), self._fn):
+        """Make the records of the unfinished chunk that only exist in RAM durable. When the
+        bulk write ended on a chunk boundary, its newest record still goes to its slot: the
+        slots always prove the next seq, so the next boot has nothing to work out."""
+        fn = self._fn
+        for s in range(max(first, fn - fn % R), fn):
             p = (s % R) * _RS
             _write(self._slot(s), memoryview(self._cbuf)[p:p + _RS])
+        if fn % R == 0 and fn > first:
+            _write(self._slot(fn - 1), self._rbuf)
 
     def _finish_chunk(self, cs, merge=False):
-        if merge:  # keep what a cut extend already put into this chunk file
+        if merge:  # keep what a bulk write already put into this chunk file
             kb = self._kbuf
             n = _read_into(self._chunk(cs), kb)
             for i in range(max(n, 0) // _RS):
                 p = i * _RS
-                if rec.check(self._cbuf, p) != cs + i and rec.check(kb, p) == cs + i:
+                v = rec.check(kb, p)
+                if v >= cs + R:  # the ring moved on: this chunk is sealed, never overwrite
+                    rec.fill_holes(self._cbuf)
+                    return
+                if rec.check(self._cbuf, p) != cs + i and v == cs + i:
                     self._cbuf[p:p + _RS] = kb[p:p + _RS]
         _write(self._chunk(cs), self._cbuf)
         rec.fill_holes(self._cbuf)
@@ -338,6 +359,8 @@ class Spool:
 
     def _seal(self, base):
         """Write (or complete) the segment of base..base+S-1 from the chunk ring."""
+        if base + S - 1 <= self._floor:
+            return  # all released already
         buf = bytearray(_SEG)
         rec.fill_holes(buf)
         old = None
@@ -437,7 +460,7 @@ class Spool:
             elif s > self._scan:
                 if v == -2:
                     self.corrupt += 1
-                if (v == -2 or not sealed) and s > self._floor:
+                if (v == -2 or not sealed) and s > self._floor and s not in self._bad:
                     self._bad.append(s)
             if s > self._scan:
                 self._scan = s
@@ -464,16 +487,16 @@ class Spool:
         segs_end = self._segs[-1][0] + S if self._segs else 0
         intact = self._load_rtc(max(fn, segs_end))
         least = max(least, segs_end, self._floor + 1, self._reserve)
-        if self._rtc_n and self.next_seq < least:
-            self.flush()
-        if not self._rtc_n:
-            self._skip_to(least if intact else max(least, self._rtc_reserve))
+        if self._rtc_n and (self.next_seq < least or rec.check(self._rtc_img, 4) < least):
+            self.flush()  # a flush was cut (or the RTC is behind flash): finish it now
+        if not (self._rtc_n or intact):
+            least = max(least, self._rtc_reserve)
+        self._skip_to(least, False)
         self._enforce_capacity()
         if self._fn > max(fn, self._reserve):  # the jump is not on flash yet: make it so
             self._reserve = self._fn
             self._write_state()
-        if self._fn > fn:  # seq jumped over lost or cut writes: learn which seqs are holes
-            self._peek_unsealed(max(self._floor + 1, self._fn - self._fn % S), [], 1 << 30)
+
 
     def _load_state(self):
         best = None
@@ -492,7 +515,12 @@ class Spool:
 
     def _load_segments(self):
         segs = []
-        for name in os.listdir(self.dir[:-1]):
+        try:
+            names = os.listdir(self.dir[:-1])
+        except OSError:  # "spool" is not a directory: count it, append will report errors
+            self.corrupt += 1
+            names = []
+        for name in names:
             if name in ("a", "b", "r", "c"):
                 continue
             seg = _parse_seg(name)
@@ -518,7 +546,7 @@ class Spool:
         top = -1
         bad = []
         for i in range(R):
-            n = _read_into("%sr/%d" % (self.dir, i), memoryview(kb)[i * _RS:(i + 1) * _RS])
+            n = _read_into(self._slot_paths[i], memoryview(kb)[i * _RS:(i + 1) * _RS])
             v = rec.check(kb, i * _RS) if n == _RS else (-2 if n > 0 else -1)
             if v >= 0 and v % R != i:
                 v = -2
@@ -553,6 +581,9 @@ class Spool:
             return
         ck = bytearray(_CHUNK)
         n = _read_into(self._chunk(cs), ck)
+        for i in range(max(n, 0) // _RS):
+            if rec.check(ck, i * _RS) >= cs + R:
+                return  # a later bulk write moved the ring on: this chunk is long sealed
         missing = False
         for i in range(R):
             p = i * _RS

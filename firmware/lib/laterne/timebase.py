@@ -46,8 +46,11 @@ class ClockState:
     def synced(self):
         return self._sync_unix is not None
 
-    def mark_synced(self, unix):
-        """The clock is known: `unix` is the current Unix time in seconds (int)."""
+    def mark_synced(self, unix=None):
+        """The clock is known: `unix` is the current Unix time in seconds (int); None takes
+        it from the device clock (an RTC that kept the time, e.g. across deep sleep)."""
+        if unix is None:
+            unix = to_unix(self.clock.time(), self.device_epoch)
         unix = int(unix)
         self._sync_elapsed = self.elapsed_ms()
         self._sync_unix = unix

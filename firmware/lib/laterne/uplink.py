@@ -14,7 +14,8 @@ class Uplink:
         self.on_message = on_message
         self.log = log
         self.backoff = backoff.Backoff(cfg["backoff_min_s"], cfg["backoff_max_s"], rand)
-        self.client = None
+        self.mqtt = None          # the MQTT client, connected or not
+        self.client = None        # the same client while the session is up, else None
         self.retry_at = None      # ticks_ms before which no new attempt is made
         self.state = "down"       # down | wifi | mqtt | up
         self.last_error = None
@@ -71,12 +72,14 @@ class Uplink:
             return net.open_socket(broker["host"], broker["port"], 10000, ctx,
                                    broker["host"] if ctx else None)
 
-        will = (self.topic("status"), payload.will_json(self.node_id), True, 1)
-        client = mqttclient.MQTTClient(
-            self.node_id, open_link, self.clock, keepalive_s=broker["keepalive_s"],
-            user=broker["username"], password=broker["password"], will=will,
-            clean_session=True, timeout_ms=10000, max_inflight=8,
-            on_message=self.on_message)
+        if self.mqtt is None:  # made once: its buffers are reused across reconnects
+            will = (self.topic("status"), payload.will_json(self.node_id), True, 1)
+            self.mqtt = mqttclient.MQTTClient(
+                self.node_id, open_link, self.clock, keepalive_s=broker["keepalive_s"],
+                user=broker["username"], password=broker["password"], will=will,
+                clean_session=True, timeout_ms=10000, max_inflight=8,
+                on_message=self.on_message)
+        client = self.mqtt
         client.connect()
         self.client = client
         client.subscribe(self.topic("config/set"), 1)

@@ -1,0 +1,97 @@
+# laterne check against the virtual board: a configured node with its sensor passes the
+# sensor lines and is seen running; without a sensor the check fails (exit 1).
+import json
+import time
+
+import pytest
+
+from host_tools import check, configure, deploy
+from vboard_fixture import SECRET_VALUES, SECRETS, SITE, laterne, running_board, write_inputs
+
+
+def _prepare(board, tmp_path):
+    deploy.deploy(board.pty, progress=False)
+    site, inv, _ = write_inputs(tmp_path)
+    configure.configure(board.pty, inventory=inv, row_id="lp-0001", site=site,
+                        environ=SECRETS, log=lambda m: None)
+
+
+def _statuses(report):
+    return {item: status for item, status, _ in report["lines"]}
+
+
+def _check_running(board):
+    """check() once the node is up (it needs a moment after each reset)."""
+    deadline = time.monotonic() + 20
+    while True:
+        report = check.check(board.pty)
+        if report["facts"].get("snapshot") or time.monotonic() > deadline:
+            return report
+        time.sleep(0.5)
+
+
+def test_missing_sensor_is_a_failure(tmp_path):
+    with running_board(tmp_path, sensor=False) as board:
+        _prepare(board, tmp_path)
+        run = laterne("check", "--port", board.pty)
+        as_json = laterne("check", "--port", board.pty, "--json")
+    assert run.returncode == 1
+    sensor_line = [l for l in run.stdout.splitlines() if l.startswith("sensor")][0]
+    assert "FAIL" in sensor_line
+    report = json.loads(as_json.stdout)
+    assert as_json.returncode == 1 and report["ok"] is False
+    status = {l["item"]: l["status"] for l in report["lines"]}
+    assert status["sensor"] == "FAIL" and status["i2c scan"] == "FAIL"
+    assert status["firmware"] == "PASS" and status["config"] == "PASS"
+    assert "Traceback" not in run.stderr
+
+
+def test_configured_node_with_sensor(tmp_path):
+    with running_board(tmp_path) as board:
+        _prepare(board, tmp_path)
+        report = _check_running(board)
+        again = _check_running(board)  # the node resumed after the first check
+    status = _statuses(report)
+    for item in ("firmware", "board", "mac", "i2c scan", "sensor", "reading", "config", "spool"):
+        assert status[item] == "PASS", report["lines"]
+    assert report["facts"]["snapshot"]["fw"] == report["fw"]
+    assert report["board"] == "esp32-devkitc"
+    t, p, h = report["facts"]["reading"][:3]
+    assert -4000 < t < 8500 and 30000 < p < 110000 and 0 <= h <= 10000
+    config_line = [d for i, s, d in report["lines"] if i == "config"][0]
+    assert "lp-0001" in config_line
+    text = json.dumps(report["facts"])
+    for secret in SECRET_VALUES:
+        assert secret not in text  # masked on the board before it is sent
+    assert again["facts"].get("snapshot"), again["lines"]
+
+
+def test_evaluate_flags_a_bmp280_and_an_unknown_chip():
+    base = {"fw": "0.1.0", "board": "x", "mac": "02:00:00:00:00:01", "scan": [0x76],
+            "address": 0x76, "reading": [2000, 100000, 4000, 0]}
+    bmp = _statuses({"lines": check.evaluate(dict(base, chip_id=0x58))})
+    assert bmp["sensor"] == "WARN"
+    other = _statuses({"lines": check.evaluate(dict(base, chip_id=0x11))})
+    assert other["sensor"] == "FAIL"
+    good = _statuses({"lines": check.evaluate(dict(base, chip_id=0x60))})
+    assert good["sensor"] == "PASS" and good["wifi"] == "WARN"  # node not running
+
+
+@pytest.mark.slow
+def test_all_pass_once_the_node_is_online(tmp_path, broker):
+    """Virtual Wi-Fi plus a real mosquitto: every line passes and the exit code is 0."""
+    site = dict(SITE, broker={"host": "127.0.0.1", "port": broker.port})
+    with running_board(tmp_path) as board:
+        deploy.deploy(board.pty, progress=False)
+        site_path, inv, _ = write_inputs(tmp_path, site=site)
+        configure.configure(board.pty, inventory=inv, row_id="lp-0001", site=site_path,
+                            environ=SECRETS, log=lambda m: None)
+        deadline = time.monotonic() + 40
+        while True:  # each check restarts the node, so give it time to get online between
+            time.sleep(6)
+            run = laterne("check", "--port", board.pty)
+            if run.returncode == 0 or time.monotonic() > deadline:
+                break
+    assert run.returncode == 0, run.stdout
+    assert "FAIL" not in run.stdout and "WARN" not in run.stdout
+    assert "check: all PASS" in run.stdout

@@ -1,0 +1,108 @@
+# laterne configure against the virtual board: the config built from site + inventory row +
+# secrets lands on the board through the firmware's own laterne.config, secrets never show,
+# a bad field is refused before anything is written, and bad inputs get clear messages.
+import json
+import os
+
+import pytest
+
+from host_tools import configure, deploy
+from host_tools.errors import UserError
+from host_tools.paths import BOARDS
+from vboard_fixture import SECRET_VALUES, SECRETS, SITE, laterne, vboard, write_inputs  # noqa: F401
+
+
+def test_configure_from_inventory_writes_config_and_board_file(vboard, tmp_path):
+    deploy.deploy(vboard.pty, progress=False)
+    site, inv, _ = write_inputs(tmp_path)
+    logged = []
+    result = configure.configure(vboard.pty, inventory=inv, row_id="lp-0001", site=site,
+                                 environ=SECRETS, log=logged.append)
+    cfg = json.loads((vboard.fs / "config.json").read_text())
+    assert cfg["node_id"] == "lp-0001" and cfg["board"] == "esp32-devkitc"
+    assert cfg["site"] == {"lamp_post": "LP-17", "lat": 52.52, "lon": 13.405,
+                           "notes": "corner of Main St"}
+    assert cfg["broker"]["host"] == "127.0.0.1" and cfg["broker"]["password"] == \
+        SECRETS["LATERNE_MQTT_PASSWORD"]
+    assert cfg["wifi"] == [{"ssid": "depot-net", "password": "wifi-Secret-8311"}]
+    assert cfg["sample_interval_s"] == SITE["sample_interval_s"]
+    assert json.loads((vboard.fs / "config.bak").read_text()) == cfg  # config.save's copy
+    assert not (vboard.fs / "config.new").exists()
+    board = json.loads((vboard.fs / "board.json").read_text())
+    assert board == json.loads((BOARDS / "esp32-devkitc.json").read_text())
+    shown = "\n".join(logged) + result["summary"]
+    for secret in ("wifi-Secret-8311", "mqtt-Secret-4417", "lamp-user"):
+        assert secret not in shown
+    assert "***" in shown and "lp-0001" in shown
+
+
+def test_cli_with_secrets_file_never_prints_secrets(vboard, tmp_path):
+    deploy.deploy(vboard.pty, progress=False)
+    site, _, secrets = write_inputs(tmp_path)
+    run = laterne("configure", "--port", vboard.pty, "--node-id", "lamp-9", "--board",
+                  "esp32-s3-devkitc", "--site", site, "--secrets", secrets)
+    assert run.returncode == 0, run.stderr
+    cfg = json.loads((vboard.fs / "config.json").read_text())
+    assert cfg["node_id"] == "lamp-9" and cfg["wifi"][0]["password"] == "wifi-Secret-8311"
+    assert json.loads((vboard.fs / "board.json").read_text())["name"] == "esp32-s3-devkitc"
+    for secret in SECRET_VALUES:
+        assert secret not in run.stdout + run.stderr
+
+
+def test_bad_field_is_refused_before_anything_is_written(vboard, tmp_path):
+    deploy.deploy(vboard.pty, progress=False)
+    site = dict(SITE, broker={"host": "127.0.0.1", "port": 70000})
+    site_path, inv, secrets = write_inputs(tmp_path, site=site)
+    run = laterne("configure", "--port", vboard.pty, "--inventory", inv, "--row", "lp-0001",
+                  "--site", site_path, "--secrets", secrets)
+    assert run.returncode != 0
+    assert "broker.port" in run.stderr and "65535" in run.stderr
+    assert "nothing was written" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (vboard.fs / "config.json").exists()
+    assert not (vboard.fs / "board.json").exists()
+
+
+def test_missing_secrets_are_a_config_error_naming_the_key(tmp_path):
+    site, inv, _ = write_inputs(tmp_path)
+    with pytest.raises(UserError) as e:
+        configure.configure("/dev/null-port", inventory=inv, row_id="lp-0001", site=site,
+                            environ={})
+    assert "wifi: required" in e.value.message
+
+
+def test_readable_secrets_file_is_refused(tmp_path):
+    _, _, secrets = write_inputs(tmp_path)
+    os.chmod(secrets, 0o644)
+    with pytest.raises(UserError) as e:
+        configure.read_secrets(secrets, environ={})
+    assert e.value.hint == "chmod 600 %s" % secrets
+
+
+def test_secrets_file_overrides_environment_and_rejects_unknown_keys(tmp_path):
+    sec = tmp_path / "s.env"
+    sec.write_text("# depot\nLATERNE_WIFI_PASSWORD=from-file-123\n")
+    os.chmod(sec, 0o600)
+    got = configure.read_secrets(sec, environ={"LATERNE_WIFI_PASSWORD": "from-env-123",
+                                               "LATERNE_WIFI_SSID": "x"})
+    assert got == {"LATERNE_WIFI_PASSWORD": "from-file-123", "LATERNE_WIFI_SSID": "x"}
+    sec.write_text("WIFI_PASS=hunter2hunter2\n")
+    with pytest.raises(UserError) as e:
+        configure.read_secrets(sec, environ={})
+    assert "line 1" in e.value.message and "hunter2" not in e.value.message
+
+
+def test_unknown_row_lists_known_ids(tmp_path):
+    _, inv, _ = write_inputs(tmp_path)
+    run = laterne("configure", "--port", "/dev/null", "--inventory", inv, "--row", "lp-9999")
+    assert run.returncode != 0
+    assert "lp-9999" in run.stderr and "lp-0001, lp-0002" in run.stderr
+
+
+def test_board_without_firmware_says_deploy_first(vboard, tmp_path):
+    site, inv, _ = write_inputs(tmp_path)
+    with pytest.raises(UserError) as e:
+        configure.configure(vboard.pty, inventory=inv, row_id="lp-0001", site=site,
+                            environ=SECRETS)
+    assert "laterne deploy" in e.value.hint
+    assert not (vboard.fs / "config.json").exists()
