@@ -4,6 +4,7 @@
 import contextlib
 import io
 import os
+import time
 
 from host_tools.errors import UserError
 
@@ -69,9 +70,20 @@ class Device:
             with contextlib.redirect_stdout(quiet):
                 self.transport.enter_raw_repl(soft_reset=self.soft_reset,
                                               timeout_overall=self.timeout)
+            self._resync()
         except (TransportError, serial.SerialException, OSError) as e:
             self.close()
             raise _explain(e, self.port) from None
+
+    def _resync(self):
+        """A board interrupted while booting can print a second raw-REPL prompt: drop what
+        is still arriving and ask for one fresh prompt (Ctrl-A), so the next command reads
+        only its own answer. mpremote expects the final ">" still unread."""
+        t = self.transport
+        time.sleep(0.05)
+        t.serial.reset_input_buffer()
+        t.serial.write(b"\x01")
+        t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout=self.timeout)
 
     def close(self):
         if self.transport is not None:

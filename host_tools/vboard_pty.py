@@ -81,6 +81,7 @@ class VirtualBoard:
         self.mode = "friendly"  # REPL the process is in; a soft reset returns to it
         self.out = bytearray()
         self.pending_in = bytearray()
+        self.interrupt_pending = False  # a Ctrl-C that came while the board was booting
         self.filter = None  # None, or "raw": hide the restarted process's banner
         self.filter_buf = b""
         self.raw_sent = False
@@ -158,6 +159,12 @@ class VirtualBoard:
         timeout = 0.5
         if self.wake_at is not None:
             timeout = max(0.0, min(timeout, self.wake_at - time.monotonic()))
+        if self.interrupt_pending and self.child_fd is not None and self.ready:
+            if _catches_sigint(self.child.pid):
+                self.interrupt_pending = False
+                os.kill(self.child.pid, signal.SIGINT)
+            else:
+                timeout = 0.01  # code is about to run: look again soon
         try:
             readable, writable, _ = select.select(rlist, wlist, [], timeout)
         except InterruptedError:
@@ -256,8 +263,13 @@ class VirtualBoard:
             self.early = b""
             self.ready = True
             if self.pending_in:
+                # Like the ESP32's UART: a Ctrl-C received during boot is not a byte in the
+                # buffer but a pending KeyboardInterrupt, raised as soon as code runs.
                 held = bytes(self.pending_in)
                 self.pending_in.clear()
+                if b"\x03" in held:
+                    self.interrupt_pending = True
+                    held = held.replace(b"\x03", b"")
                 self._to_board(held)
         i = data.find(RESET_MARK)
         if i >= 0:  # machine.reset(), deepsleep(), a watchdog: the runner waits to be ended
@@ -265,6 +277,8 @@ class VirtualBoard:
             self.resetting = True
             self.child.kill()
             data = data[:i]
+        if self.interrupt_pending and data.rstrip(b" ").endswith(b">"):
+            self.interrupt_pending = False  # boot ended at a prompt: nothing to interrupt
         if self.filter == "raw":
             data = self._filter_raw(data)
             if not data:

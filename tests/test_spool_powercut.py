@@ -49,7 +49,7 @@ if not MP:
 
     @pytest.mark.slow
     def test_random_cuts_during_long_runs_more_seeds():
-        _run("random", 3, 2000)
+        _run("random", 2, 2000)
 
     def test_bit_flips_in_raw_flash_are_skipped_and_counted():
         _run("bitflip")
@@ -179,7 +179,7 @@ class Node:
                 assert row[1:] == self.returned[seq], ("changed", seq)
             else:
                 assert row[1:] in self.pending, ("phantom reading", seq, row)
-                assert seq > self.seen_max - 0 or seq not in self.returned
+                assert seq > self.seen_max, ("in-flight reading with an old seq", seq)
 
     def reconcile(self, rows, exact):
         """Readings older than the oldest row that are gone must have been dropped, and the
