@@ -19,6 +19,8 @@ def add_arguments(p):
     p.add_argument("--duration", type=float, metavar="S", help="stop after S real seconds")
     p.add_argument("--deep-sleep", action="store_true", help="nodes sleep between samples")
     p.add_argument("--prefix", default="laterne", help="MQTT topic prefix")
+    p.add_argument("--config", metavar="FILE",
+                   help="JSON object of config keys applied to every node (e.g. intervals)")
     p.add_argument("--cafile", help="CA certificate (PEM) of an mqtts:// broker")
     p.add_argument("--no-ntp", action="store_true",
                    help="no time server answers: readings are published with ts null")
@@ -34,6 +36,16 @@ def run(args):
         sim.parse_broker(args.broker)
     except ValueError as e:
         raise UserError(str(e))
+    overrides = None
+    if args.config:
+        import json
+        try:
+            with open(args.config) as f:
+                overrides = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError("cannot read --config %s: %s" % (args.config, e))
+        if not isinstance(overrides, dict):
+            raise UserError("--config must hold a JSON object of config keys")
     ca = None
     if args.cafile:
         try:
@@ -45,7 +57,7 @@ def run(args):
         sim.run_fleet(args.nodes, args.broker, args.state, args.sample_interval,
                       args.upload_interval, args.time_scale, args.preload,
                       args.exit_when_drained, args.duration, args.deep_sleep, args.prefix,
-                      ntp=not args.no_ntp, ca=ca)
+                      ntp=not args.no_ntp, ca=ca, overrides=overrides)
     except ConnectionRefusedError:
         raise UserError("no broker answers at %s" % args.broker,
                         "start one (mosquitto -p PORT) or check --broker")

@@ -81,6 +81,8 @@ class Device:
         only its own answer. mpremote expects the final ">" still unread."""
         t = self.transport
         time.sleep(0.05)
+        if t.serial.in_waiting <= 1:  # only the prompt's ">" is waiting: all is well
+            return
         t.serial.reset_input_buffer()
         t.serial.write(b"\x01")
         t.read_until(1, b"raw REPL; CTRL-B to exit\r\n", timeout=self.timeout)

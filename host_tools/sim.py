@@ -84,6 +84,17 @@ def install_firmware(dest):
     return dest
 
 
+def merge(base, overrides):
+    """base with overrides applied; nested objects are merged key by key."""
+    out = dict(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def node_config(node_id, broker_host, broker_port, ntp_port, opts):
     return {
         "node_id": node_id, "board": "esp32-devkitc",
@@ -120,6 +131,7 @@ class VirtualNode:
     def prepare(self, config, board):
         from laterne import config as schema
         self.dir.mkdir(parents=True, exist_ok=True)
+        config = merge(config, self.opts["overrides"])
         cfg, errors = schema.validate(config)
         if errors:
             raise ValueError("sim config for %s: %s" % (self.node_id, "; ".join(errors)))
@@ -223,7 +235,8 @@ def parse_broker(url):
 
 def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, time_scale=1.0,
               preload=0, exit_when_drained=False, duration=None, deep_sleep=False,
-              prefix="laterne", heap="256k", board=None, ntp=True, ca=None, log=print):
+              prefix="laterne", heap="256k", board=None, ntp=True, ca=None, overrides=None,
+              log=print):
     host, port, tls = parse_broker(broker)
     if tls and ca is None:
         raise ValueError("an mqtts:// broker needs the CA certificate that signed it (--cafile)")
@@ -234,7 +247,8 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
     ntp_server.start()
     opts = {"sample_interval": sample_interval, "upload_interval": upload_interval,
             "time_scale": time_scale, "preload": preload, "deep_sleep": deep_sleep,
-            "prefix": prefix, "heap": heap, "ntp": ntp, "ca": ca if tls else None}
+            "prefix": prefix, "heap": heap, "ntp": ntp, "ca": ca if tls else None,
+            "overrides": overrides}
     if board is None:
         board = json.loads((paths.BOARDS / "esp32-devkitc.json").read_text())
     opts["firmware"] = install_firmware(state / ".firmware")

@@ -20,6 +20,7 @@ class Fleet:
 
     def __init__(self, state, broker_url, nodes=1, extra=()):
         self.state = Path(state)
+        self.state.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "host_tools.cli", "sim", "--nodes", str(nodes),
                "--broker", broker_url, "--state", str(self.state)] + list(extra)
         self.log = open(self.state.parent / ("%s-sim.log" % self.state.name), "ab")
@@ -66,6 +67,8 @@ class Collector:
         self.rows = {}        # node -> list of row dicts (every delivery, duplicates kept)
         self.status = {}      # node -> list of status dicts in arrival order
         self.results = []     # config/result payloads
+        self.messages = {}    # node -> number of readings messages
+        self.arrivals = {}    # node -> [monotonic time of first, of last readings message]
         self.garbage = []
         self.lock = threading.RLock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -83,6 +86,9 @@ class Collector:
             return
         with self.lock:
             if parts[-1] == "readings":
+                self.messages[data["node"]] = self.messages.get(data["node"], 0) + 1
+                span = self.arrivals.setdefault(data["node"], [time.monotonic(), 0])
+                span[1] = time.monotonic()
                 cols = data["cols"]
                 for row in data["rows"]:
                     self.rows.setdefault(data["node"], []).append(dict(zip(cols, row)))

@@ -96,7 +96,9 @@ def main(state):
         wanted = read_file(state + "/" + name)
         if wanted is not None and read_file(name) != wanted:
             write_file(name, wanted)
-    if run.get("preload") and cause == "power_on" and read_file("boot") is None:
+    inject_faults(state)
+    if run.get("preload") and read_file(state + "/preloaded") is None:
+        write_file(state + "/preloaded", "1")  # once, even if this boot dies halfway
         preload(run["preload"], run["config_spool_bytes"])
 
     heap = HeapWatch(state)
@@ -117,6 +119,32 @@ def main(state):
         "host_ns": host_time.time_ns(), "rtc_us": clock.time_ns() // 1000,
         "board": board.state_bytes().hex()}))
     sys.exit(exit_code)
+
+
+def inject_faults(state):
+    """Faults a test asks for in STATE/fault, one per line:
+    `crash N`: the node's main loop raises at its next N boots (a firmware bug);
+    `corrupt-config`: config.json on flash is garbage at this boot (a torn write, a bad flash).
+    """
+    text = read_file(state + "/fault")
+    if not text:
+        return
+    keep = []
+    for line in text.split("\n"):
+        words = line.split()
+        if words[:1] == ["crash"] and int(words[1]) > 0:
+            from laterne import node
+
+            def broken_run(self):
+                raise RuntimeError("injected fault: main loop crashed")
+
+            node.Node.run = broken_run
+            node.Node.run_once_deep_sleep = broken_run
+            if int(words[1]) > 1:
+                keep.append("crash %d" % (int(words[1]) - 1))
+        elif words[:1] == ["corrupt-config"]:
+            write_file("config.json", '{"node_id": "lamp-0\x00\xff')
+    write_file(state + "/fault", "\n".join(keep))
 
 
 def world_unix(run):
@@ -149,6 +177,7 @@ class HeapWatch:
 
 def preload(spec, capacity):
     """Readings already spooled, as after an outage: `n` readings ending at `end_unix`."""
+    import gc
     import weather
     from laterne.spool import Spool
     spool = Spool("", capacity)
@@ -161,6 +190,7 @@ def preload(spec, capacity):
         if len(chunk) == 200:
             spool.extend(chunk)
             chunk = []
+            gc.collect()
     if chunk:
         spool.extend(chunk)
 

@@ -179,10 +179,16 @@ class Node:
         next_sample = clock.ticks_add(clock.ticks_ms(), self.next_sample_delay_ms(cfg["sample_interval_s"]))
         next_upload = clock.ticks_ms()
         next_status = clock.ticks_add(clock.ticks_ms(), cfg["status_interval_s"] * 1000)
+        leave_safe = None
+        if self.safe_mode:  # after its time, restart into normal operation and report it
+            leave_safe = clock.ticks_add(clock.ticks_ms(), (cfg["safe_mode"]["safe_s"] + 1) * 1000)
         self.sample()  # one reading right away: a node that just got power shows life
         while True:
             self.hw.feed()
             now = clock.ticks_ms()
+            if leave_safe is not None and clock.ticks_diff(now, leave_safe) >= 0:
+                self.log("safe mode over: restarting")
+                self.hw.reset()
             if clock.ticks_diff(now, next_sample) >= 0:
                 self.guard("sample", self.sample)
                 next_sample = clock.ticks_add(clock.ticks_ms(), self.next_sample_delay_ms(cfg["sample_interval_s"]))

@@ -124,6 +124,7 @@ class Spool:
         self._rbuf = bytearray(_RS)
         self._cbuf = bytearray(_CHUNK)   # the current chunk: RAM mirror of the slots
         self._kbuf = bytearray(_CHUNK)   # scratch: a chunk or the slot ring read from flash
+        self._sbuf = bytearray(_SEG)     # a whole segment (sealing, counting): made once
         self._rtc = rtc
         self._rtc_fast = rtc is not None and rtc_loss_ok
         self._rtc_batch = max(1, min(rtc_batch, 100))
@@ -261,7 +262,7 @@ class Spool:
         """Valid readings above the floor in the partly acknowledged oldest segment."""
         key = (base, n, self._floor)
         if self._head != key:
-            buf = bytearray(_SEG)
+            buf = self._sbuf
             got = _read_into(self.dir + _seg_name(base, n), buf)
             live = 0
             for i in range(max(got, 0) // _RS):
@@ -361,7 +362,7 @@ class Spool:
         """Write (or complete) the segment of base..base+S-1 from the chunk ring."""
         if base + S - 1 <= self._floor:
             return  # all released already
-        buf = bytearray(_SEG)
+        buf = self._sbuf
         rec.fill_holes(buf)
         old = None
         had = 0
