@@ -4,7 +4,6 @@
 # SIGKILLed (a power cut) after a short delay, wakes deep-sleeping nodes on time, and serves
 # the simulated world's time over SNTP, which runs `time_scale` times faster than the host.
 import json
-import os
 import shutil
 import signal
 import socket

@@ -363,12 +363,7 @@ def test_port_free_sees_a_listener():
 
 # --- the whole demo ----------------------------------------------------------------------
 
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+from host_tools.demo_procs import alive as _alive  # noqa: E402
 
 
 def _cmdlines_mentioning(text):

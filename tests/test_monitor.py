@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 import paho.mqtt.client as paho
 import pytest
@@ -102,12 +101,7 @@ def test_once_prints_the_table_and_passes_when_all_are_online(broker):
 
 
 def test_tls_broker_needs_the_right_ca():
-    # mosquitto started as root drops to its own user: the files must be world-readable
-    folder = tempfile.mkdtemp(prefix="laterne-monitor-tls-")
-    os.chmod(folder, 0o755)
-    certs = tlscerts.make(folder)
-    for p in certs.values():
-        os.chmod(p, 0o644)
+    certs = tlscerts.make_for_broker()
     with Broker(kind="mosquitto", tls=(certs["ca"], certs["cert"], certs["key"])) as b:
         pub = publisher(b.port, ca=str(certs["ca"]))
         send(pub, "laterne/lamp-09/status", '{"v":1,"node":"lamp-09","online":true}', retain=True)
@@ -120,7 +114,7 @@ def test_tls_broker_needs_the_right_ca():
         out, err = bad.communicate(timeout=30)
         assert bad.returncode == 2
         assert "not trusted" in err and "--cafile" in err and "Traceback" not in err
-    shutil.rmtree(folder)
+    shutil.rmtree(certs["ca"].parent)
 
 
 def test_unreachable_broker_is_a_clear_error():

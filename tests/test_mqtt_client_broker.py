@@ -1,9 +1,7 @@
 # The MQTT client against real peers: mosquitto (plain and TLS), a black-holing proxy and a
 # fake broker sending garbage; on CPython in-process and on MicroPython in a subprocess.
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -210,12 +208,7 @@ def test_unreachable_broker_is_a_connection_error():
 # -- TLS -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tls_broker():
-    # mosquitto started as root drops to its own user: the files must be world-readable
-    d = tempfile.mkdtemp(prefix="laterne-tls-")
-    os.chmod(d, 0o755)
-    paths = tlscerts.make(d)
-    for p in paths.values():
-        os.chmod(p, 0o644)
+    paths = tlscerts.make_for_broker()
     b = Broker(kind="mosquitto", tls=(str(paths["ca"]), str(paths["cert"]), str(paths["key"])))
     b.start()
     yield b, paths

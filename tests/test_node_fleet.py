@@ -337,18 +337,12 @@ def test_no_usable_config_keeps_sampling_offline(tmp_path, broker, collector):
 
 @pytest.fixture
 def tls_files():
-    import os
     import shutil
-    import tempfile
 
     import tlscerts
-    d = tempfile.mkdtemp(prefix="laterne-tls-")
-    os.chmod(d, 0o755)  # mosquitto started as root reads them as its own user
-    files = tlscerts.make(d)
-    for p in files.values():
-        os.chmod(p, 0o644)
+    files = tlscerts.make_for_broker()
     yield files
-    shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(files["ca"].parent, ignore_errors=True)
 
 
 def test_tls_with_the_right_ca_delivers_and_a_wrong_ca_is_refused(tmp_path, tls_files, collector):
@@ -387,3 +381,34 @@ def test_tls_with_the_right_ca_delivers_and_a_wrong_ca_is_refused(tmp_path, tls_
         finally:
             sub.loop_stop()
             sub.disconnect()
+
+
+def test_monitor_follows_the_virtual_fleet(tmp_path, broker, collector):
+    """`laterne monitor --json --csv` against nodes running the real firmware."""
+    import subprocess
+    import sys
+
+    from fleet import ROOT
+    fleet = run_fleet(tmp_path, broker.url, nodes=2)
+    try:
+        collector.wait(lambda: all(len(collector.seqs(n)) >= 2 for n in ("lamp-001", "lamp-002")),
+                       60, "readings from both nodes")
+        csv_path = tmp_path / "readings.csv"
+        out = subprocess.run(
+            [sys.executable, "-m", "host_tools.cli", "monitor", "--broker", broker.url, "--json",
+             "--csv", str(csv_path), "--duration", "6"],
+            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    finally:
+        fleet.stop()
+    events = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    status = {e["node"]: e for e in events if e["type"] == "status" and e.get("online")}
+    assert set(status) == {"lamp-001", "lamp-002"}, out.stdout[-2000:] + out.stderr[-2000:]
+    readings = [e for e in events if e["type"] == "reading"]
+    assert {r["node"] for r in readings} == {"lamp-001", "lamp-002"}
+    for r in readings:  # the monitor's units against the node's wire units
+        wire = next(x for x in collector.rows[r["node"]] if x["seq"] == r["seq"])
+        assert abs(r["t_c"] - wire["t"] / 100) < 1e-9 and abs(r["h_pct"] - wire["h"] / 100) < 1e-9
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].startswith("node,seq,ts") and len(rows) - 1 == len(
+        {(r["node"], r["seq"]) for r in readings})
+    assert out.returncode == 0, out.stderr

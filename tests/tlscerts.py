@@ -55,3 +55,16 @@ def make(dirpath):
                                                serialization.PrivateFormat.TraditionalOpenSSL,
                                                serialization.NoEncryption()))
     return paths
+
+
+def make_for_broker():
+    """make() into a fresh folder mosquitto can read: started as root it drops to its own
+    user, so the folder and files must be world-readable (pytest's tmp_path is not)."""
+    import os
+    import tempfile
+    d = tempfile.mkdtemp(prefix="laterne-tls-")
+    os.chmod(d, 0o755)
+    paths = make(d)
+    for p in paths.values():
+        os.chmod(p, 0o644)
+    return paths

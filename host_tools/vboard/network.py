@@ -2,7 +2,6 @@
 # Access points are configured by the runner (`env.add_ap`); the link is "down" while the
 # host file `env.link_file` contains "down", which is how a simulated outage is switched.
 # Connecting takes simulated time (DHCP ~1.6 s, static IP ~0.8 s) on the board clock.
-import os
 
 STA_IF = 0
 AP_IF = 1

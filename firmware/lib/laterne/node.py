@@ -4,7 +4,7 @@
 import os
 import sys
 
-from laterne import VERSION, config, flags, payload, timebase
+from laterne import VERSION, config, payload, timebase
 from laterne.spool import Spool
 from laterne.uplink import Uplink
 
