@@ -246,10 +246,15 @@ def test_broker_garbage_never_crashes_the_node(tmp_path, broker, collector):
     assert_no_gaps(seqs)
 
 
-def test_deep_sleep_nodes_batch_uploads_and_leave_cleanly(tmp_path, broker, collector):
+@pytest.mark.parametrize("rtc_fast_path", [False, True])
+def test_deep_sleep_nodes_batch_uploads_and_leave_cleanly(tmp_path, broker, collector,
+                                                          rtc_fast_path):
+    """With the RTC fast path, readings wait in RTC memory across sleeps: still none lost."""
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps({"rtc_fast_path": rtc_fast_path}))
     fleet = run_fleet(tmp_path, broker.url, extra=[
         "--time-scale", str(SCALE), "--sample-interval", "60", "--upload-interval", "300",
-        "--deep-sleep"])
+        "--deep-sleep", "--config", str(patch)])
     try:
         collector.wait(lambda: len(collector.seqs("lamp-001")) >= 10, 90, "ten readings")
     finally:

@@ -157,9 +157,8 @@ class Node:
             self.node_id, request_id, not errors, errors, keys)))
 
     def apply_config(self):
-        s = self.sensor
-        if s is not None and hasattr(s, "configure"):
-            s.configure(self.cfg["sensor"])
+        if self.sensor is not None:
+            self.sensor.configure(self.cfg["sensor"])
 
     # -- scheduling --------------------------------------------------------------------------
     def next_sample_delay_ms(self, interval_s):
@@ -222,7 +221,6 @@ class Node:
             if self.guard("upload", self.upload):
                 self.hw.mark_uploaded()
             self.uplink.close()
-        self.spool.flush() if hasattr(self.spool, "flush") else None
         self.hw.deepsleep(self.next_sample_delay_ms(cfg["sample_interval_s"]))
 
 

@@ -24,20 +24,33 @@ RTC_SIZE = 2048
 
 
 class RtcRegion:
-    """A slice of RTC user memory with read()/write(), as the spool and boot guard want."""
+    """A slice of RTC user memory with read()/write(), as the spool and boot guard want.
+    The slice starts with the length of what was last written, so read() returns exactly
+    that (RTC memory has no file sizes, and stale bytes must not look like data)."""
 
     def __init__(self, rtc, offset, size):
         self.rtc, self.offset, self.size = rtc, offset, size
 
     def read(self):
         mem = self.rtc.memory()
-        return bytes(mem[self.offset:self.offset + self.size])
+        o = self.offset
+        if len(mem) < o + 2:
+            return b""
+        n = mem[o] | mem[o + 1] << 8
+        if n > self.size - 2 or len(mem) < o + 2 + n:
+            return b""  # never written, or not by us
+        return bytes(mem[o + 2:o + 2 + n])
 
     def write(self, data):
+        if len(data) > self.size - 2:
+            raise ValueError("RTC region of %d bytes cannot hold %d" % (self.size, len(data)))
         mem = bytearray(self.rtc.memory())
-        if len(mem) < self.offset + len(data):
-            mem.extend(bytes(self.offset + len(data) - len(mem)))
-        mem[self.offset:self.offset + len(data)] = data
+        end = self.offset + 2 + len(data)
+        if len(mem) < end:
+            mem.extend(bytes(end - len(mem)))
+        mem[self.offset] = len(data) & 0xFF
+        mem[self.offset + 1] = len(data) >> 8
+        mem[self.offset + 2:end] = data
         self.rtc.memory(mem)
 
 
@@ -174,7 +187,7 @@ class Platform:
 
     # -- RTC memory ----------------------------------------------------------------------------
     def boot_guard(self, max_crashes, window_s, safe_s, crashed):
-        region = RtcRegion(self.rtc, RTC_BOOT, bootguard.SIZE)
+        region = RtcRegion(self.rtc, RTC_BOOT, bootguard.SIZE + 2)
         cause = "crash" if crashed else self.cause
         safe, record = bootguard.judge(region.read(), cause, time.time(), max_crashes,
                                        window_s, safe_s)
@@ -185,14 +198,14 @@ class Platform:
         return RtcRegion(self.rtc, RTC_SPOOL, RTC_SIZE - RTC_SPOOL)
 
     def upload_due(self, interval_s):
-        raw = RtcRegion(self.rtc, RTC_UPLOAD, 4).read()
+        raw = RtcRegion(self.rtc, RTC_UPLOAD, 6).read()
         if self.cause != "deep_sleep" or len(raw) < 4:
             return True
         last = struct.unpack("<I", raw)[0]
         return time.time() - last >= interval_s or time.time() < last
 
     def mark_uploaded(self):
-        RtcRegion(self.rtc, RTC_UPLOAD, 4).write(struct.pack("<I", time.time()))
+        RtcRegion(self.rtc, RTC_UPLOAD, 6).write(struct.pack("<I", time.time()))
 
     # -- sensor --------------------------------------------------------------------------------
     def sensor(self, scfg):
