@@ -14,6 +14,10 @@ BMP280_CHIP_IDS = (0x56, 0x57, 0x58)
 # Runs on the board. Every part is guarded: a broken part is reported, not fatal.
 DEVICE_CODE = """\
 import sys, json, machine
+# Interrupted while main.py was still importing, the node can leave half-made modules behind.
+if 'laterne' in sys.modules and not hasattr(sys.modules['laterne'], 'VERSION'):
+    for _k in [k for k in sys.modules if k == 'laterne' or k.startswith('laterne.')]:
+        del sys.modules[_k]
 _r = {}
 def _err(e):
     return '%s: %s' % (type(e).__name__, e)
