@@ -25,9 +25,8 @@ def load_config(hw):
 def run():
     hw = Platform()
     cfg, source = load_config(hw)
-    crashed = hw.reset_cause() == "hard" and node.crash_pending("")
     safe = hw.boot_guard(cfg["safe_mode"]["crashes"], cfg["safe_mode"]["window_s"],
-                         cfg["safe_mode"]["safe_s"], crashed)
+                         cfg["safe_mode"]["safe_s"])
     if safe:
         cfg = node.safe_mode_config(cfg)
         print("safe mode: crash loop detected; radio off, slow sampling, REPL available")
@@ -47,6 +46,10 @@ except KeyboardInterrupt:
 except Exception as e:
     node.save_crash("", e)
     sys.print_exception(e)
+    try:
+        Platform().note_crash()
+    except Exception:
+        pass  # the reset below still happens; it then counts as a plain hard reset
     time.sleep_ms(1000)
     import machine
     machine.reset()

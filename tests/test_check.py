@@ -86,9 +86,9 @@ def test_all_pass_once_the_node_is_online(tmp_path, broker):
         site_path, inv, _ = write_inputs(tmp_path, site=site)
         configure.configure(board.pty, inventory=inv, row_id="lp-0001", site=site_path,
                             environ=SECRETS, log=lambda m: None)
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 120  # generous: CI runs other tests on both cores
         while True:  # each check restarts the node, so give it time to get online between
-            time.sleep(6)
+            time.sleep(10)
             run = laterne("check", "--port", board.pty)
             if run.returncode == 0 or time.monotonic() > deadline:
                 break

@@ -48,10 +48,11 @@ class Node:
             self.timebase.mark_synced(hw.time_unix())
         self.spool = Spool(root, cfg["spool_bytes"], rtc=hw.rtc_spool(),
                            rtc_loss_ok=cfg["rtc_fast_path"])
-        self.sensor = hw.sensor(cfg["sensor"])
-        self.uplink = Uplink(hw, cfg, self.node_id, self.timebase, self._on_message, log, hw.random)
         self.errors = 0
         self.last_error = None
+        self.sensor = None
+        self._open_sensor()
+        self.uplink = Uplink(hw, cfg, self.node_id, self.timebase, self._on_message, log, hw.random)
         self.safe_mode = False
         self.crash_report = self._take_crash_report()
         self.pending_results = []
@@ -94,10 +95,19 @@ class Node:
         return text
 
     # -- steps -------------------------------------------------------------------------------
+    def _open_sensor(self):
+        """A missing board file or bus is a reported error, never a crash; retried later."""
+        try:
+            self.sensor = self.hw.sensor(self.cfg["sensor"])
+        except Exception as e:
+            self.fail("sensor", e)
+
     def sample(self):
         ts, tflags = self.timebase.stamp()
         if self.sensor is None:
-            self.sensor = self.hw.sensor(self.cfg["sensor"])
+            self._open_sensor()
+            if self.sensor is None:
+                return None
         try:
             t, p, h, rflags = self.sensor.read()
         except Exception as e:
@@ -222,15 +232,6 @@ class Node:
                 self.hw.mark_uploaded()
             self.uplink.close()
         self.hw.deepsleep(self.next_sample_delay_ms(cfg["sample_interval_s"]))
-
-
-def crash_pending(root):
-    """True when the last run left a crash report (so the reset that followed was a crash)."""
-    try:
-        os.stat(root + "crash.txt")
-        return True
-    except OSError:
-        return False
 
 
 def fallback_config(mac):

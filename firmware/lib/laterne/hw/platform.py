@@ -19,6 +19,7 @@ DEVICE_EPOCH = time.gmtime(0)[0]  # 2000 on the ESP32, 1970 on the unix port
 CLOCK_VALID_AFTER = 1704067200    # 2024-01-01: an RTC earlier than this was never set
 RTC_BOOT = 0                      # RTC memory layout: boot guard record ...
 RTC_UPLOAD = 32                   # ... device time of the last upload (deep sleep) ...
+RTC_CRASH = 48                    # ... "the reset that follows is a crash" flag ...
 RTC_SPOOL = 64                    # ... and the rest for the spool's optional fast path
 RTC_SIZE = 2048
 
@@ -186,7 +187,15 @@ class Platform:
         self.rtc.datetime((tm[0], tm[1], tm[2], tm[6], tm[3], tm[4], tm[5], 0))
 
     # -- RTC memory ----------------------------------------------------------------------------
-    def boot_guard(self, max_crashes, window_s, safe_s, crashed):
+    def note_crash(self):
+        """Called by the crash handler just before it resets: the next boot counts one crash."""
+        RtcRegion(self.rtc, RTC_CRASH, 3).write(b"\x01")
+
+    def boot_guard(self, max_crashes, window_s, safe_s):
+        flag = RtcRegion(self.rtc, RTC_CRASH, 3)
+        crashed = flag.read() == b"\x01"
+        if crashed:
+            flag.write(b"")
         region = RtcRegion(self.rtc, RTC_BOOT, bootguard.SIZE + 2)
         cause = "crash" if crashed else self.cause
         safe, record = bootguard.judge(region.read(), cause, time.time(), max_crashes,
