@@ -7,14 +7,14 @@
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from host_tools import paths
 from host_tools.broker import Broker
 
 sys.path.insert(0, str(paths.REPO / "tests"))
-from fleet import Collector, Fleet, Proxy  # noqa: E402
+from fleet import Collector, Fleet  # noqa: E402
+from mqtt_helpers import Proxy  # noqa: E402
 
 BACKLOG = 10080
 NAIVE_N = 500
@@ -40,7 +40,6 @@ c.disconnect()
 
 def drain(broker):
     proxy = Proxy(broker.port)
-    proxy.start()
     collector = Collector(broker.port)
     with tempfile.TemporaryDirectory() as tmp:
         fleet = Fleet(Path(tmp) / "state", "mqtt://127.0.0.1:%d" % proxy.port, 1,
@@ -55,13 +54,12 @@ def drain(broker):
         finally:
             fleet.stop()
             collector.stop()
-            proxy.stop()
+            proxy.close()
     return BACKLOG / seconds, total / BACKLOG
 
 
 def naive(broker):
     proxy = Proxy(broker.port)
-    proxy.start()
     try:
         with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
             f.write(NAIVE)
@@ -71,7 +69,7 @@ def naive(broker):
         ms = int(out.split("ms")[1])
         return NAIVE_N / (ms / 1000), proxy.bytes / NAIVE_N
     finally:
-        proxy.stop()
+        proxy.close()
 
 
 def heap_over_a_day(broker):

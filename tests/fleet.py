@@ -1,9 +1,8 @@
 # Test helpers for running `laterne sim` against a real broker and checking what arrived:
-# a subprocess fleet, an MQTT collector, and a TCP proxy that can black-hole the link.
+# a subprocess fleet and an MQTT collector (the link-cutting proxy is mqtt_helpers.Proxy).
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -122,63 +121,3 @@ def assert_no_gaps(seqs):
     assert seqs, "no readings"
     assert seqs == list(range(seqs[0], seqs[-1] + 1)), "seq gaps: %s" % sorted(
         set(range(seqs[0], seqs[-1] + 1)) - set(seqs))
-
-
-class Proxy(threading.Thread):
-    """Forwards 127.0.0.1:port to a target; `blackhole=True` makes it swallow all traffic
-    (connections stay open, nothing answers, no RST) the way a dead Wi-Fi uplink behaves."""
-
-    def __init__(self, target_port):
-        threading.Thread.__init__(self, daemon=True)
-        self.target = target_port
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(16)
-        self.port = self.server.getsockname()[1]
-        self.blackhole = False
-        self.bytes = 0
-        self.running = True
-        self.pairs = []
-
-    def run(self):
-        self.server.settimeout(0.2)
-        while self.running:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                continue
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                client.close()
-                continue
-            self.pairs.append((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src, dst):
-        try:
-            while self.running:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if self.blackhole:
-                    continue
-                self.bytes += len(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def stop(self):
-        self.running = False
-        self.server.close()
-        for a, b in self.pairs:
-            a.close()
-            b.close()

@@ -10,8 +10,9 @@ import paho.mqtt.client as paho
 
 class Proxy:
     """Forwards 127.0.0.1:port to target_port; black_hole() makes every link silent while
-    the sockets stay open, like a dead router. With `marker`, the link goes silent by itself
-    when the client sends bytes containing it (those bytes are swallowed)."""
+    the sockets stay open, like a dead router, and restore() ends that. With `marker`, the link
+    goes silent by itself when the client sends bytes containing it (those bytes are
+    swallowed). `bytes` counts what was forwarded both ways."""
 
     def __init__(self, target_port, marker=None):
         self.target_port = target_port
@@ -23,10 +24,14 @@ class Proxy:
         self.port = self.srv.getsockname()[1]
         self.holed = threading.Event()
         self.socks = []
+        self.bytes = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def black_hole(self):
         self.holed.set()
+
+    def restore(self):
+        self.holed.clear()
 
     def _accept(self):
         while True:
@@ -34,7 +39,11 @@ class Proxy:
                 a, _ = self.srv.accept()
             except OSError:
                 return
-            b = socket.create_connection(("127.0.0.1", self.target_port))
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                a.close()
+                continue
             self.socks += [a, b]
             for src, dst, up in ((a, b, True), (b, a, False)):
                 threading.Thread(target=self._pump, args=(src, dst, up), daemon=True).start()
@@ -62,6 +71,7 @@ class Proxy:
                 dst.sendall(data)
             except OSError:
                 return
+            self.bytes += len(data)
 
     def close(self):
         self.srv.close()

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from fleet import Collector, Fleet, Proxy, assert_no_gaps
+from fleet import Collector, Fleet, assert_no_gaps
+from mqtt_helpers import Proxy
 from laterne import flags
 
 pytestmark = pytest.mark.slow
@@ -96,22 +97,21 @@ def test_broker_restart_loses_nothing(tmp_path, broker, collector):
 
 def test_black_holed_link_is_detected_and_rebuilt(tmp_path, broker, collector):
     proxy = Proxy(broker.port)
-    proxy.start()
     try:
         fleet = run_fleet(tmp_path, "mqtt://127.0.0.1:%d" % proxy.port)
         try:
             collector.wait(lambda: len(collector.seqs("lamp-001")) >= 2, 60, "first readings")
-            proxy.blackhole = True
+            proxy.black_hole()
             before = len(collector.seqs("lamp-001"))
             time.sleep(10)  # five virtual minutes of a link that swallows everything
             assert len(collector.seqs("lamp-001")) == before
-            proxy.blackhole = False
+            proxy.restore()
             collector.wait(lambda: len(collector.seqs("lamp-001")) >= before + 4, 90,
                            "readings sampled during the black hole")
         finally:
             fleet.stop()
     finally:
-        proxy.stop()
+        proxy.close()
     assert_no_gaps(collector.seqs("lamp-001"))
 
 
