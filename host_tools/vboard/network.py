@@ -26,6 +26,8 @@ class _Env:
         self.clock = None      # the board clock (set by the runner); None: connect is instant
         self.mac = b"\x24\x0a\xc4\x00\x00\x01"
         self.ip = "127.0.0.1"
+        self._checked = None   # virtual second of the last look at link_file
+        self._up = True
 
     def add_ap(self, ssid, password, rssi=-62):
         self.aps[ssid] = (password, rssi)
@@ -33,11 +35,16 @@ class _Env:
     def link_up(self):
         if not self.link_file:
             return True
-        try:
-            with open(self.link_file) as f:
-                return f.read().strip() != "down"
-        except OSError:
-            return True
+        # the firmware asks on every loop pass: read the switch file once a virtual second
+        second = self.clock.ticks_ms() // 1000 if self.clock is not None else None
+        if second is None or second != self._checked:
+            self._checked = second
+            try:
+                with open(self.link_file) as f:
+                    self._up = f.read().strip() != "down"
+            except OSError:
+                self._up = True
+        return self._up
 
 
 env = _Env()

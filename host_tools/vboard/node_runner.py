@@ -9,7 +9,8 @@ import time as host_time
 
 import vfs
 
-EXIT = {2: 2, 3: 3, 4: 4, 5: 5}  # reset cause (machine.*_RESET) -> exit code
+# The exit code is the reset cause (machine.HARD_RESET=2, WDT_RESET=3, DEEPSLEEP_RESET=4,
+# SOFT_RESET=5); anything else ends like a panic (2).
 CAUSE_VALUES = {"power_on": 1, "hard": 2, "wdt": 3, "deep_sleep": 4, "soft": 5}
 
 
@@ -36,12 +37,10 @@ def main(state):
     cause = run.get("cause", "power_on")
     saved = read_file(state + "/rtc.json")
     saved = json.loads(saved) if saved and cause != "power_on" else None
+    clock = vclock.VClock(scale=run["scale"], time2000=0)
     if saved:
         elapsed = (host_time.time_ns() - saved["host_ns"]) * run["scale"] // 1000
-        clock = vclock.VClock(scale=run["scale"], time2000=0)
         clock.set_time((saved["rtc_us"] + elapsed) / 1000000)
-    else:
-        clock = vclock.VClock(scale=run["scale"], time2000=0)
     sys.modules["time"] = clock
     if run["scale"] != 1:
         import vselect
@@ -55,12 +54,10 @@ def main(state):
 
     board = machine.board
     uid = bytes.fromhex(run["uid"])
+    board.power_on(uid=uid, clock=clock)
     if saved:
-        board.power_on(uid=uid, clock=clock)
         board.load_state(bytes.fromhex(saved["board"]))
         board.after_reset(CAUSE_VALUES[cause])
-    else:
-        board.power_on(uid=uid, clock=clock)
 
     if run.get("sensor", True):
         sim = bme280_sim.BME280Sim(clock)
@@ -108,7 +105,7 @@ def main(state):
         exec(code, {"__name__": "__main__"})
         exit_code = 0
     except machine.BoardReset as reset:
-        exit_code = EXIT.get(reset.cause, 2)
+        exit_code = reset.cause if reset.cause in (2, 3, 4, 5) else 2
         if reset.sleep_ms is not None:
             write_file(state + "/sleep_ms", str(reset.sleep_ms))
     except Exception as e:  # escaped main.py: like a panic on the real chip

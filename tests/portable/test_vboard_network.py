@@ -6,7 +6,7 @@ LINK = "/tmp/laterne_vboard_link.tmp"
 
 
 def setup():
-    network.env.aps = {}
+    network.env.__init__()
     network.env.add_ap("lamp-net", "s3cret", rssi=-70)
     network.env.link_file = LINK
     network.env.clock = vclock.VClock()
@@ -42,11 +42,13 @@ def test_outage_drops_the_link_and_blocks_reconnect_until_restored():
     w.connect("lamp-net", "s3cret")
     with open(LINK, "w") as f:
         f.write("down")
+    network.env.clock.sleep_ms(1000)  # the switch is looked at once a virtual second
     assert not w.isconnected()
     w.connect("lamp-net", "s3cret")
     assert not w.isconnected()
     with open(LINK, "w") as f:
         f.write("up")
+    network.env.clock.sleep_ms(1000)
     w.connect("lamp-net", "s3cret")
     assert w.isconnected()
 
