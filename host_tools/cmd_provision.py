@@ -1,6 +1,5 @@
 # `laterne provision`: flash, deploy, configure and check one node, resumable, and log it.
 from host_tools import provision
-from host_tools.errors import UserError
 
 
 def add_arguments(parser):
@@ -20,8 +19,6 @@ def add_arguments(parser):
 
 
 def run(args):
-    if not args.skip_flash and not args.firmware:
-        raise UserError("--firmware FILE.bin is needed to flash", "or pass --skip-flash")
     record = provision.provision(args.port, args.inventory, args.row, firmware=args.firmware,
                                  board=args.board, site=args.site, secrets_file=args.secrets,
                                  log_path=args.log, skip_flash=args.skip_flash,

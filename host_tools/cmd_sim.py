@@ -32,10 +32,7 @@ def run(args):
         raise UserError("--nodes must be between 1 and 500")
     if args.time_scale <= 0:
         raise UserError("--time-scale must be positive")
-    try:
-        sim.parse_broker(args.broker)
-    except ValueError as e:
-        raise UserError(str(e))
+    sim.parse_broker(args.broker)  # a bad URL is a UserError before anything starts
     overrides = None
     if args.config:
         import json

@@ -7,13 +7,15 @@ import json
 import threading
 import time
 
+from host_tools import fleet_csv
+
 COLUMNS = ("node", "seq", "ts", "t", "p", "h", "flags")  # as on the wire
 # The same columns as `laterne monitor --csv` (°C, hPa, %RH), plus the host time of arrival.
-CSV_HEADER = ("node", "seq", "ts", "t_c", "p_hpa", "h_pct", "flags", "received")
+CSV_HEADER = tuple(fleet_csv.HEADER) + ("received",)
 
 
-def _cell(v, div):
-    return "" if v is None else "%.2f" % (v / div)
+def _unit(v):
+    return None if v is None else v / 100.0
 
 
 def decode_readings(payload):
@@ -74,9 +76,9 @@ class ReadingStore:
             w = csv.writer(f)
             w.writerow(CSV_HEADER)
             for r in rows:
-                w.writerow([r["node"], r["seq"], "" if r["ts"] is None else r["ts"],
-                            _cell(r["t"], 100), _cell(r["p"], 100), _cell(r["h"], 100),
-                            r["flags"] or 0, "%.3f" % r["received"]])
+                w.writerow(fleet_csv.row(r["node"], r["seq"], r["ts"], _unit(r["t"]),
+                                         _unit(r["p"]), _unit(r["h"]), r["flags"])
+                           + ["%.3f" % r["received"]])
         return len(rows)
 
 

@@ -170,11 +170,13 @@ def _deploy(port, firmware_dir, dry_run, progress, timeout):
         info = dev.info()
         files = build(firmware_dir, info)
         try:
-            device_hashes = dev.eval_repr(DEVICE_HASHES % (["/" + n for n in SOURCE_FILES],))
+            hashes_code = DEVICE_HASHES % (["/" + n for n in SOURCE_FILES],)
+            device_hashes = dev.eval_repr(hashes_code)
             copy, remove, unchanged = plan(files, device_hashes)
+            mpy, _sub, arch = target_of(info)
             result = {"copied": copy, "removed": remove, "unchanged": unchanged,
                       "app_hash": app_hash(files), "files": len(files),
-                      "arch": target_of(info)[2], "mpy": target_of(info)[0]}
+                      "arch": arch, "mpy": mpy}
             if dry_run:
                 return result
             if copy:
@@ -184,7 +186,7 @@ def _deploy(port, firmware_dir, dry_run, progress, timeout):
                 fn = "rmdir" if p.endswith("/") else "remove"
                 dev.exec("import os\ntry: os.%s(%r)\nexcept OSError: pass" % (fn, p.rstrip("/")))
             if copy:
-                after = dev.eval_repr(DEVICE_HASHES % (["/" + n for n in SOURCE_FILES],))
+                after = dev.eval_repr(hashes_code)
                 bad = [p for p in copy if after.get(p) != hashlib.sha256(files[p]).hexdigest()]
                 if bad:
                     raise UserError("files differ on the board after copying: %s" % ", ".join(bad),

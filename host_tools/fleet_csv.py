@@ -10,6 +10,12 @@ def _cell(v, spec):
     return "" if v is None else spec % v
 
 
+def row(node, seq, ts, t_c, p_hpa, h_pct, flags):
+    """The cells of one CSV row (HEADER's columns) from a reading in display units."""
+    return [node, seq, _cell(ts, "%d"), _cell(t_c, "%.2f"), _cell(p_hpa, "%.2f"),
+            _cell(h_pct, "%.2f"), flags or 0]
+
+
 class ReadingCsv:
     def __init__(self, path):
         self.path = path
@@ -36,9 +42,8 @@ class ReadingCsv:
         if key in self.known:
             return False
         self.known.add(key)
-        self.w.writerow([reading["node"], reading["seq"], _cell(reading["ts"], "%d"),
-                         _cell(reading["t_c"], "%.2f"), _cell(reading["p_hpa"], "%.2f"),
-                         _cell(reading["h_pct"], "%.2f"), reading["flags"]])
+        self.w.writerow(row(reading["node"], reading["seq"], reading["ts"], reading["t_c"],
+                            reading["p_hpa"], reading["h_pct"], reading["flags"]))
         return True
 
     def flush(self):

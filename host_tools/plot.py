@@ -7,9 +7,11 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
+from host_tools.fleet_csv import HEADER
+
 QUANTITIES = (("t_c", "temperature (°C)"), ("p_hpa", "pressure (hPa)"),
               ("h_pct", "humidity (%RH)"))
-CSV_COLUMNS = ("node", "seq", "ts", "t_c", "p_hpa", "h_pct", "flags")  # laterne monitor --csv
+CSV_COLUMNS = tuple(HEADER)  # laterne monitor --csv
 GAP_FACTOR = 2.5  # a step longer than this many typical intervals breaks the line
 
 
@@ -86,7 +88,7 @@ def render(rows, png_path, outages=(), title=None):
         for i, (node, rs) in enumerate(series.items()):
             ts, vs = with_breaks([r["ts"] for r in rs], [r[key] for r in rs])
             x = [_dt(t) for t in ts]
-            y = [float("nan") if v is None else v for v in vs]
+            y = [_nan(v) for v in vs]
             ax.plot(x, y, color=colours(i % 10), lw=1.6, label=node)
             for o_node, start, end in outages:  # readings taken offline, delivered later
                 kept = [r for r in rs if o_node == node and start <= r["ts"] < end]

@@ -69,7 +69,7 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _config_inputs(inventory, row, site):
+def _config_inputs(row, site):
     h = hashlib.sha256(json.dumps(row, sort_keys=True).encode())
     if site:
         h.update(Path(site).read_bytes())
@@ -97,7 +97,7 @@ def provision(port, inventory, row_id, firmware=None, board=None, site=None, sec
     inputs = {"firmware_sha256": file_sha256(firmware) if firmware and Path(firmware).is_file()
               else None,
               "app_sha256": tree_sha256(firmware_dir), "board": board_name,
-              "config_inputs": _config_inputs(inventory, row, site)}
+              "config_inputs": _config_inputs(row, site)}
     state_dir = Path(state_dir or paths.BUILD / "provision")
     state = State(state_dir / (row["node_id"] + ".json"), inputs)
     if restart:

@@ -223,13 +223,10 @@ class DrainWatch:
 
 
 def parse_broker(url):
-    """(host, port, tls) from mqtt://HOST:PORT or mqtts://HOST:PORT."""
-    from urllib.parse import urlparse
-    u = urlparse(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ValueError("broker must look like mqtt://HOST:PORT or mqtts://HOST:PORT, got %r" % url)
-    tls = u.scheme == "mqtts"
-    return u.hostname, u.port or (8883 if tls else 1883), tls
+    """(host, port, tls) of the broker URL, read the same way `laterne monitor` reads it."""
+    from host_tools.monitor import parse_broker_url
+    host, port, tls, _user = parse_broker_url(url)
+    return host, port, tls
 
 
 def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, time_scale=1.0,

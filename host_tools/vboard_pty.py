@@ -114,11 +114,7 @@ class VirtualBoard:
 
     def _spawn(self, mode, cause):
         self.mode = mode
-        for name in ("reset.json",):
-            try:
-                (self.state / name).unlink()
-            except FileNotFoundError:
-                pass
+        (self.state / "reset.json").unlink(missing_ok=True)
         master, slave = _child_pty()
         env = paths.micropython_env()
         env["MICROPYPATH"] = os.pathsep.join([str(paths.VBOARD), ".frozen"])
@@ -135,6 +131,7 @@ class VirtualBoard:
         self.resetting = False
         self.wedge_reset = False
         self.futex_since = None
+        self.sigint_sent = False  # only a Ctrl-C can wedge it: /proc is not polled before
         self.ready = False  # input waits until the interpreter can take it (see UP_MARK)
         self.early = b""
         self.log("board started (%s, %s), pid %d" % (mode, cause, self.child.pid))
@@ -162,6 +159,7 @@ class VirtualBoard:
         if self.interrupt_pending and self.child_fd is not None and self.ready:
             if _catches_sigint(self.child.pid):
                 self.interrupt_pending = False
+                self.sigint_sent = True
                 os.kill(self.child.pid, signal.SIGINT)
             else:
                 timeout = 0.01  # code is about to run: look again soon
@@ -175,7 +173,7 @@ class VirtualBoard:
             self._from_host()
         if self.child_fd is not None and self.child_fd in readable:
             self._from_board()
-        if self.child_fd is not None and self._wedged():
+        if self.child_fd is not None and self.sigint_sent and self._wedged():
             # A Ctrl-C that hit the interpreter inside a C library call can leave a lock
             # taken (the process then waits on a futex forever): treat it as the watchdog
             # reset a hung chip would get.
@@ -229,6 +227,7 @@ class VirtualBoard:
         """Ctrl-C: KeyboardInterrupt while code runs (the unix port then has its SIGINT
         handler installed), else the byte itself for the REPL line editor, as on a device."""
         if _catches_sigint(self.child.pid):
+            self.sigint_sent = True
             os.kill(self.child.pid, signal.SIGINT)
         else:
             os.write(self.child_fd, b"\x03")
@@ -326,13 +325,13 @@ class VirtualBoard:
 
     def _cook(self, data):
         """ESP32 output ends lines with CRLF; the unix port prints bare LF from print()."""
-        out = bytearray()
-        for b in data:
-            if b == 0x0A and not self.last_cr:
-                out += b"\r"
-            out.append(b)
-            self.last_cr = b == 0x0D
-        return bytes(out)
+        if not data:
+            return b""
+        head = b""
+        if self.last_cr and data[:1] == b"\n":  # the CR came at the end of the last chunk
+            head, data = b"\n", data[1:]
+        self.last_cr = data[-1:] == b"\r" if data else False
+        return head + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
     def _send(self, data):
         self.out += data

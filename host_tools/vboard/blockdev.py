@@ -156,7 +156,7 @@ class RamBlockDev(_Flash):
         self.mem = bytearray(b"\xff" * (block_size * block_count))
 
     def _read(self, addr, buf):
-        buf[:] = self.mem[addr:addr + len(buf)]
+        buf[:] = memoryview(self.mem)[addr:addr + len(buf)]  # no copy of the slice
 
     def _store(self, addr, data):
         self.mem[addr:addr + len(data)] = data

@@ -94,6 +94,11 @@ def _polish(f, target, start, hi, reach=8):
     return best
 
 
+def _iir(prev, x, c):
+    """One step of the IIR filter with coefficient c (the first sample passes through)."""
+    return x if prev is None else (prev * (c - 1) + x) // c
+
+
 class BME280Sim:
     """A BME280 behind an I2C address. Attach with machine.board.attach(0x76, sim)."""
 
@@ -293,29 +298,18 @@ class BME280Sim:
         ctrl = self.regs[0xF4]
         adc_t, adc_p, adc_h = self.raw
         skip = self.fault_skip
+        c = _IIR[(self.regs[0xF5] >> 2) & 7]  # 1: filter off
         if ctrl >> 5 == 0 or "t" in skip:
             adc_t = _SKIP20
-        elif (self.regs[0xF5] >> 2) & 7:
-            adc_t = self._filter_t(adc_t)
+        elif c > 1:
+            adc_t = self._filt_t = _iir(self._filt_t, adc_t, c)
         if (ctrl >> 2) & 7 == 0 or "p" in skip:
             adc_p = _SKIP20
-        elif (self.regs[0xF5] >> 2) & 7:
-            adc_p = self._filter_p(adc_p)
+        elif c > 1:
+            adc_p = self._filt_p = _iir(self._filt_p, adc_p, c)
         if self._os_h == 0 or "h" in skip or self.chip_id != 0x60:
             adc_h = _SKIP16
         self._store(adc_t, adc_p, adc_h)
-
-    def _filter_t(self, x):
-        c = _IIR[(self.regs[0xF5] >> 2) & 7]
-        f = x if self._filt_t is None else (self._filt_t * (c - 1) + x) // c
-        self._filt_t = f
-        return f
-
-    def _filter_p(self, x):
-        c = _IIR[(self.regs[0xF5] >> 2) & 7]
-        f = x if self._filt_p is None else (self._filt_p * (c - 1) + x) // c
-        self._filt_p = f
-        return f
 
     def _store(self, adc_t, adc_p, adc_h):
         r = self.regs

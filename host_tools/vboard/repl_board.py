@@ -62,24 +62,18 @@ def main(state, mode, cause):
 
     board = machine.board
     board.power_on(uid=bytes.fromhex(spec["uid"]), clock=clock)
-    saved = None
     if cause != "power_on":
         try:
             with open(state + "/rtc.bin", "rb") as f:
-                saved = f.read()
-        except OSError:
+                board.load_state(f.read())
+        except (OSError, ValueError):  # the last run was killed before it saved: RTC lost
             pass
-    if saved:
-        try:
-            board.load_state(saved)
-        except ValueError:  # the last run was killed before it saved: RTC memory is lost
-            pass
-    if cause != "power_on":
         board.after_reset(CAUSES[cause])
     if spec.get("sensor", True):
         import bme280_sim
-        sim = bme280_sim.BME280Sim(clock)
-        sim.set_environment(*spec.get("environment", (21.5, 101325, 45.0)))
+        sim = bme280_sim.BME280Sim(clock)  # starts at 21.5 degC, 101325 Pa, 45 %RH
+        if "environment" in spec:
+            sim.set_environment(*spec["environment"])
         board.attach(spec.get("sensor_address", 0x76), sim)
     network.env.clock = clock
     network.env.mac = bytes.fromhex(spec["uid"])
@@ -88,13 +82,13 @@ def main(state, mode, cause):
     reset_file = open(state + "/reset.json", "w")
     rtc_file = open(state + "/rtc.bin", "wb")
 
+    saved_rtc = []
+
     def save_rtc():
         if not saved_rtc:
             saved_rtc.append(1)
             rtc_file.write(board.state_bytes())
             rtc_file.close()
-
-    saved_rtc = []
 
     sys.atexit(save_rtc)
 
