@@ -11,6 +11,9 @@ HARD_RESET = 2
 WDT_RESET = 3
 DEEPSLEEP_RESET = 4
 SOFT_RESET = 5
+# The names the runners and the supervisor use for reset causes (same words as laterne.hw).
+CAUSE_BY_NAME = {"power_on": PWRON_RESET, "hard": HARD_RESET, "wdt": WDT_RESET,
+                 "deep_sleep": DEEPSLEEP_RESET, "soft": SOFT_RESET}
 
 TIMER_WAKE = 4   # esp_sleep_wakeup_cause_t ESP_SLEEP_WAKEUP_TIMER
 RTC_MEMORY_SIZE = 2048

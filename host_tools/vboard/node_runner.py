@@ -11,7 +11,6 @@ import vfs
 
 # The exit code is the reset cause (machine.HARD_RESET=2, WDT_RESET=3, DEEPSLEEP_RESET=4,
 # SOFT_RESET=5); anything else ends like a panic (2).
-CAUSE_VALUES = {"power_on": 1, "hard": 2, "wdt": 3, "deep_sleep": 4, "soft": 5}
 
 
 def read_file(path, mode="r"):
@@ -57,7 +56,7 @@ def main(state):
     board.power_on(uid=uid, clock=clock)
     if saved:
         board.load_state(bytes.fromhex(saved["board"]))
-        board.after_reset(CAUSE_VALUES[cause])
+        board.after_reset(machine.CAUSE_BY_NAME[cause])
 
     if run.get("sensor", True):
         sim = bme280_sim.BME280Sim(clock)

@@ -10,7 +10,6 @@ import sys
 
 import vfs
 
-CAUSES = {"power_on": 1, "hard": 2, "wdt": 3, "deep_sleep": 4, "soft": 5}
 UP_MARK = "\x00vboard-up\x00"  # tells the bridge: set up, Ctrl-C may now interrupt
 RAW_MARK = "\x00vboard-raw\x00"  # tells the bridge: boot done, switch to the raw REPL
 RESET_MARK = "\x00vboard-reset\x00"  # tells the bridge: restart me (STATE/reset.json: why)
@@ -68,7 +67,7 @@ def main(state, mode, cause):
                 board.load_state(f.read())
         except (OSError, ValueError):  # the last run was killed before it saved: RTC lost
             pass
-        board.after_reset(CAUSES[cause])
+        board.after_reset(machine.CAUSE_BY_NAME[cause])
     if spec.get("sensor", True):
         import bme280_sim
         sim = bme280_sim.BME280Sim(clock)  # starts at 21.5 degC, 101325 Pa, 45 %RH
@@ -94,7 +93,7 @@ def main(state, mode, cause):
 
     def leave(reset):
         # sys.exit would land in the REPL (-i), so the bridge ends this process instead.
-        reset_file.write(json.dumps({"cause": getattr(reset, "cause", CAUSES["hard"]),
+        reset_file.write(json.dumps({"cause": getattr(reset, "cause", machine.CAUSE_BY_NAME["hard"]),
                                      "sleep_ms": getattr(reset, "sleep_ms", None)}))
         reset_file.close()
         save_rtc()

@@ -314,7 +314,8 @@ class BME280:
 
     def _probe(self):
         wrong = None
-        for addr in ((self._fixed_address,) if self._fixed_address else ADDRESSES):
+        addrs = (self._fixed_address,) if self._fixed_address else ADDRESSES
+        for addr in addrs:
             try:
                 self.i2c.readfrom_mem_into(addr, _REG_CHIP_ID, self._b1)
             except OSError:
@@ -326,8 +327,7 @@ class BME280:
                 return
             wrong = wrong or (addr, chip)
         if wrong is None:
-            where = " or ".join("0x%02x" % a for a in
-                                ((self._fixed_address,) if self._fixed_address else ADDRESSES))
+            where = " or ".join("0x%02x" % a for a in addrs)
             raise SensorMissing("no sensor answers at %s: check wiring, power and address" % where)
         addr, chip = wrong
         self.address, self.chip_id = addr, chip
@@ -429,7 +429,7 @@ class BME280:
                 (b[6] << 8) | b[7])
 
     def _convert(self, flags):
-        b = self._b8
+        b = self._b8  # decoded inline as in raw(): no result tuple per sample
         adc_p = (b[0] << 12) | (b[1] << 4) | (b[2] >> 4)
         adc_t = (b[3] << 12) | (b[4] << 4) | (b[5] >> 4)
         adc_h = (b[6] << 8) | b[7]

@@ -4,19 +4,12 @@
 # nothing on flash (least of all the config) is touched.
 import struct
 
+from laterne.spoolrec import crc16
+
 _MAGIC = 0x4C42  # "LB"
 _FMT = "<HHIIH"  # magic, crashes, window start (device seconds), safe until, crc
 SIZE = struct.calcsize(_FMT)
 CRASH_CAUSES = ("wdt", "hard", "crash")
-
-
-def _crc(data):
-    c = 0xFFFF
-    for b in data:
-        c ^= b
-        for _ in range(8):
-            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-    return c
 
 
 def decode(raw):
@@ -24,14 +17,14 @@ def decode(raw):
     if raw is None or len(raw) < SIZE:
         return 0, 0, 0
     magic, crashes, start, safe_until, crc = struct.unpack(_FMT, bytes(raw[:SIZE]))
-    if magic != _MAGIC or crc != _crc(bytes(raw[:SIZE - 2])):
+    if magic != _MAGIC or crc != crc16(raw, 0, SIZE - 2):
         return 0, 0, 0
     return crashes, start, safe_until
 
 
 def encode(crashes, start, safe_until):
     body = struct.pack("<HHII", _MAGIC, crashes & 0xFFFF, start, safe_until)
-    return body + struct.pack("<H", _crc(body))
+    return body + struct.pack("<H", crc16(body))
 
 
 def judge(raw, cause, now, max_crashes, window_s, safe_s):

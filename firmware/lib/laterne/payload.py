@@ -8,7 +8,6 @@ from laterne import flags
 V = 1
 READING_COLS = '["seq","ts","t","p","h","flags"]'
 CONFIG_SET_MAX = 2048  # bytes; larger requests are refused unread
-_SKIP = ((flags.T_SKIPPED, 0), (flags.P_SKIPPED, 1), (flags.H_SKIPPED, 2))
 
 
 def topic(prefix, node_id, leaf):
@@ -26,12 +25,11 @@ def readings_json(node_id, rows, timebase):
     sep = ""
     for row in rows:
         ts, rflags = timebase.fix(row[1], row[2], row[3])
-        vals = [row[4], row[5], row[6]]
-        for bit, i in _SKIP:
-            if rflags & bit:
-                vals[i] = None
-        parts.append("%s[%d,%s,%s,%s,%s,%d]" % (sep, row[0], _num(ts), _num(vals[0]),
-                                                _num(vals[1]), _num(vals[2]), rflags))
+        parts.append("%s[%d,%s,%s,%s,%s,%d]" % (
+            sep, row[0], _num(ts),
+            "null" if rflags & flags.T_SKIPPED else row[4],
+            "null" if rflags & flags.P_SKIPPED else row[5],
+            "null" if rflags & flags.H_SKIPPED else row[6], rflags))
         sep = ","
     parts.append("]}")
     return "".join(parts)

@@ -262,15 +262,18 @@ class Spool:
         """Valid readings above the floor in the partly acknowledged oldest segment."""
         key = (base, n, self._floor)
         if self._head != key:
-            buf = self._sbuf
-            got = _read_into(self.dir + _seg_name(base, n), buf)
-            live = 0
-            for i in range(max(got, 0) // _RS):
-                if rec.check(buf, i * _RS) > self._floor:
-                    live += 1
+            self._head_n = self._live(base, n, self._sbuf)
             self._head = key
-            self._head_n = live
         return self._head_n
+
+    def _live(self, base, n, buf):
+        """Valid readings above the floor in the segment file (read into buf)."""
+        got = _read_into(self.dir + _seg_name(base, n), buf)
+        live = 0
+        for i in range(max(got, 0) // _RS):
+            if rec.check(buf, i * _RS) > self._floor:
+                live += 1
+        return live
 
     def stats(self):
         return {"depth": self.depth(), "dropped": self.dropped, "corrupt": self.corrupt,
@@ -408,11 +411,8 @@ class Spool:
             base, n = self._segs[0]
             lost = 0
             if base + S - 1 > self._floor:
-                buf = bytearray(_SEG)
-                got = _read_into(self.dir + _seg_name(base, n), buf)
-                for i in range(max(got, 0) // _RS):
-                    if rec.check(buf, i * _RS) > self._floor:
-                        lost += 1
+                # not _sbuf: _seal calls this while _sbuf holds the segment being built
+                lost = self._live(base, n, bytearray(_SEG))
                 self._floor = base + S - 1
             self.dropped += lost
             self._write_state()  # count first: a cut before the remove only hides it twice
