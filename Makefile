@@ -3,6 +3,7 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 LATERNE  := $(VENV)/bin/laterne
 STAMP    := $(VENV)/.installed
+MPY32    := build/mpy32/micropython
 PORT     ?= /dev/ttyUSB0
 BOARD    ?= esp32-devkitc
 FIRMWARE ?= build/micropython.bin
@@ -11,7 +12,7 @@ NODES    ?= 5
 DURATION ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast bench lint check-boards demo sim monitor flash deploy configure check provision virtual-board clean
+.PHONY: help setup mpy32 test test-fast bench lint check-boards demo sim monitor flash deploy configure check provision virtual-board clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,7 +29,12 @@ setup: $(STAMP) ## create .venv, install the tools and mosquitto (idempotent)
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	  else echo "mosquitto is missing: run  sudo apt-get install mosquitto"; fi; }
 
-test: setup ## run every test (CPython, MicroPython, virtual board, broker)
+mpy32: $(MPY32) ## build the 32-bit MicroPython with the ESP32's heap shape (once, reused)
+
+$(MPY32): mpy32/build.sh mpy32/first-heap-area.patch $(wildcard mpy32/variant/*)
+	@mpy32/build.sh build/mpy32 || { [ -z "$$CI" ] && echo "mpy32: not built; its tests will say so (CI fails here)"; }
+
+test: setup mpy32 ## run every test (CPython, MicroPython, virtual board, broker)
 	$(PY) -m pytest -q -n 2 tests
 
 test-fast: setup ## run the tests that need no broker or subprocess fleet

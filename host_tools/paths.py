@@ -23,6 +23,17 @@ def micropython_exe():
     return found
 
 
+MPY32 = BUILD / "mpy32" / "micropython"
+
+
+def micropython32_exe():
+    """The 32-bit unix port with the ESP32's heap shape that `make mpy32` builds; its
+    `-X heapsize=N` is the board's whole GC heap budget (first area 56 KB, then more areas)."""
+    if not MPY32.exists():
+        raise FileNotFoundError("32-bit MicroPython not built (%s): run `make mpy32`" % MPY32)
+    return str(MPY32)
+
+
 def micropython_env(*extra_paths):
     """Environment whose MICROPYPATH puts the firmware lib and the virtual board first."""
     env = dict(os.environ)
