@@ -37,8 +37,8 @@ $(MPY32): mpy32/build.sh mpy32/first-heap-area.patch $(wildcard mpy32/variant/*)
 test: setup mpy32 ## run every test (CPython, MicroPython, virtual board, broker)
 	$(PY) -m pytest -q -n 2 tests
 
-test-fast: setup ## run the tests that need no broker or subprocess fleet
-	$(PY) -m pytest -q -m "not slow" tests
+test-fast: setup mpy32 ## run the quick tests (everything but tests/system/)
+	$(PY) -m pytest -q -n 2 tests --ignore=tests/system
 
 bench: setup ## measure speed, flash and memory figures into build/bench.json
 	$(PY) -m bench

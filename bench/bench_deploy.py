@@ -7,7 +7,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from host_tools import deploy
+from host_tools.usb import deploy
 from host_tools.paths import REPO
 
 

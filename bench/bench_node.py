@@ -12,8 +12,8 @@ from pathlib import Path
 from host_tools import paths
 from host_tools.broker import Broker
 
-sys.path.insert(0, str(paths.REPO / "tests"))
-from fleet import Collector, Fleet  # noqa: E402
+sys.path.insert(0, str(paths.REPO / "tests" / "kit"))
+from virtual_fleet import Collector, Fleet  # noqa: E402
 from mqtt_helpers import Proxy  # noqa: E402
 
 BACKLOG = 10080

@@ -1,4 +1,4 @@
-# The `laterne` command: one verb per technician task. Each verb lives in host_tools/cmd_<verb>.py
+# The `laterne` command: one verb per technician task. Each verb lives in host_tools/commands/<verb>.py
 # with `add_arguments(parser)` and `run(args) -> exit code`; this file is only the table.
 import argparse
 import importlib
@@ -26,7 +26,7 @@ def build_parser():
     sub.required = True
     for verb, summary in VERBS.items():
         p = sub.add_parser(verb, help=summary, description=summary)
-        module = importlib.import_module("host_tools.cmd_" + verb.replace("-", "_"))
+        module = importlib.import_module("host_tools.commands." + verb.replace("-", "_"))
         module.add_arguments(p)
         p.set_defaults(run=module.run)
     return parser

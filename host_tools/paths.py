@@ -7,7 +7,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 FIRMWARE_LIB = FIRMWARE / "lib"
-VBOARD = REPO / "host_tools" / "vboard"
+VBOARD = REPO / "host_tools" / "virtual" / "board"  # MicroPython-side stand-ins
 BOARDS = REPO / "boards"
 BUILD = REPO / "build"
 

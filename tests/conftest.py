@@ -1,16 +1,14 @@
 # Shared pytest set-up: the portable tests and the virtual board import the same way on
-# CPython as on MicroPython (firmware/lib and host_tools/vboard on the path).
+# CPython as on MicroPython (firmware/lib and host_tools/virtual/board on the path); the test
+# helpers in tests/kit/ import by their bare names. tests/system/ holds the slow system tests.
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for p in (ROOT / "firmware" / "lib", ROOT / "host_tools" / "vboard", ROOT / "tests" / "portable"):
+for p in (ROOT / "firmware" / "lib", ROOT / "host_tools" / "virtual" / "board",
+          ROOT / "tests" / "portable", ROOT / "tests" / "kit"):
     if str(p) not in sys.path:
         sys.path.append(str(p))
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: needs a broker, a subprocess fleet or minutes")
 
 
 import pytest  # noqa: E402

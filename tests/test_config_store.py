@@ -10,7 +10,7 @@ HERE = Path(__file__).parent
 
 
 def test_power_cut_at_every_flash_operation_keeps_old_or_new_config():
-    proc = subprocess.run([micropython_exe(), "-X", "heapsize=8M", str(HERE / "mp_config_powercut.py")],
+    proc = subprocess.run([micropython_exe(), "-X", "heapsize=8M", str(HERE / "kit" / "mp_config_powercut.py")],
                           env=micropython_env(), capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out

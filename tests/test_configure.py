@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from host_tools import configure, deploy
+from host_tools.usb import configure
+from host_tools.usb import deploy
 from host_tools.errors import UserError
 from host_tools.paths import BOARDS
 from vboard_fixture import SECRET_VALUES, SECRETS, SITE, laterne, vboard, write_inputs  # noqa: F401

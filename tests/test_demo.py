@@ -1,5 +1,5 @@
-# `make demo` and its parts: the recorder (against a real broker), the summary, the plot, the
-# process handling, and at the end the whole demo run through make with a short DURATION.
+# The parts of `make demo`: decoding and storing readings, the summary, the plot, the view and
+# the process handling (the whole demo, and the recorder against brokers: tests/system/).
 import csv
 import json
 import os
@@ -14,9 +14,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from host_tools import demo, demo_outage, demo_procs, demo_summary, plot
+from host_tools.demo import run as demo
+from host_tools.demo import outage as demo_outage
+from host_tools.demo import procs as demo_procs
+from host_tools.demo import summary as demo_summary
+from host_tools.fleet import plot
 from host_tools.broker import Broker
-from host_tools.demo_recorder import Recorder, ReadingStore, decode_readings
+from host_tools.demo.recorder import Recorder, ReadingStore, decode_readings
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -106,48 +110,6 @@ def test_read_csv_takes_a_monitor_csv_and_names_a_bad_line(tmp_path):
         plot.read_csv(path)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])  # the demo uses amqtt without mosquitto
-def test_recorder_collects_readings_and_status_from_a_broker(kind):
-    with Broker(kind=kind) as broker:
-        _recorder_against(broker)
-
-
-def _recorder_against(broker):
-    heard = []
-    rec = Recorder("127.0.0.1", broker.port, client_id="test-recorder",
-                   listener=lambda topic, payload: heard.append(topic)).start()
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-publisher")
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
-    try:
-        msgs = [("laterne/lamp-001/readings", reading_msg("lamp-001", [[0, T0, 1, 2, 3, 0],
-                                                                        [1, T0 + 60, 1, 2, 3, 0]])),
-                ("laterne/lamp-001/readings", reading_msg("lamp-001", [[1, T0 + 60, 1, 2, 3, 0]])),
-                ("laterne/lamp-002/readings", reading_msg("lamp-002", [[7, None, 5, 6, 7, 64]])),
-                ("laterne/lamp-002/readings", "garbage"),
-                ("other/lamp-003/readings", reading_msg("lamp-003", [[0, T0, 1, 2, 3, 0]]))]
-        for topic, payload in msgs:
-            pub.publish(topic, payload, qos=1).wait_for_publish(5)
-        pub.publish("laterne/lamp-001/status", json.dumps({"v": 1, "node": "lamp-001",
-                                                            "online": True}), 1, True)
-        pub.publish("laterne/lamp-002/status", json.dumps({"v": 1, "node": "lamp-002",
-                                                            "online": False}), 1, True
-                    ).wait_for_publish(5)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (rec.store.rejected < 1 or len(heard) < 6):
-            time.sleep(0.05)
-    finally:
-        pub.loop_stop()
-        pub.disconnect()
-        rec.stop()
-    assert [(r["node"], r["seq"]) for r in rec.store.rows()] == [
-        ("lamp-001", 0), ("lamp-001", 1), ("lamp-002", 7)]
-    assert rec.store.duplicates == 1 and rec.store.rejected == 1
-    assert sorted(heard) == ["laterne/lamp-001/readings"] * 2 + ["laterne/lamp-001/status"] + \
-        ["laterne/lamp-002/readings"] * 2 + ["laterne/lamp-002/status"]
-
-
 def test_recorder_start_fails_clearly_without_broker():
     port = free_port()
     with pytest.raises(OSError):
@@ -164,7 +126,7 @@ def free_port():
 
 def test_view_on_a_pipe_prints_announcements_and_the_table_when_it_changed():
     import io
-    from host_tools.demo_view import DemoView
+    from host_tools.demo.view import DemoView
     out = io.StringIO()
     view = DemoView(stream=out, tty=False, every=10)
     view.now = lambda: T0 + 120
@@ -188,7 +150,7 @@ def test_view_on_a_pipe_prints_announcements_and_the_table_when_it_changed():
 
 def test_view_on_a_terminal_redraws_in_place_with_the_announcements_below():
     import io
-    from host_tools.demo_view import DemoView
+    from host_tools.demo.view import DemoView
     out = io.StringIO()
     view = DemoView(stream=out, tty=True)
     view.now = lambda: T0
@@ -304,7 +266,7 @@ def _colours(png):
 def test_plot_cli_draws_every_node_and_the_outage(tmp_path):
     rows = synthetic_rows(nodes=3, n=40)
     write_csv(tmp_path / "r.csv", rows)
-    p = subprocess.run([PY, "-m", "host_tools.plot", str(tmp_path / "r.csv"),
+    p = subprocess.run([PY, "-m", "host_tools.fleet.plot", str(tmp_path / "r.csv"),
                         "--outage", "lamp-002:%d:%d" % (T0 + 600, T0 + 1200)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -328,7 +290,7 @@ def test_plot_cli_bad_input_is_a_message(args, message, tmp_path):
     write_csv(tmp_path / "r.csv", synthetic_rows(nodes=1, n=5))
     write_csv(tmp_path / "e.csv", [])
     args = [a.format(csv=tmp_path / "r.csv", empty=tmp_path / "e.csv") for a in args]
-    p = subprocess.run([PY, "-m", "host_tools.plot"] + args, cwd=tmp_path, capture_output=True,
+    p = subprocess.run([PY, "-m", "host_tools.fleet.plot"] + args, cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 2
     assert message in p.stderr and "Traceback" not in p.stderr
@@ -359,110 +321,3 @@ def test_port_free_sees_a_listener():
         port = s.getsockname()[1]
         assert not demo_procs.port_free(port)
     assert demo_procs.port_free(port)
-
-
-# --- the whole demo ----------------------------------------------------------------------
-
-from host_tools.demo_procs import alive as _alive  # noqa: E402
-
-
-def _cmdlines_mentioning(text):
-    hits = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                if text.encode() in f.read() and _alive(int(pid)):
-                    hits.append(int(pid))
-        except OSError:
-            pass
-    return hits
-
-
-@pytest.mark.slow
-def test_make_demo_runs_the_fleet_through_an_outage_and_cleans_up(tmp_path):
-    nodes = 3
-    out = tmp_path / "demo"
-    p = subprocess.run(["make", "demo", "DURATION=75", "NODES=%d" % nodes], cwd=ROOT,
-                       capture_output=True, text=True, timeout=400,
-                       env=dict(os.environ, LATERNE_DEMO_OUT=str(out)))
-    log = p.stdout + p.stderr
-    assert p.returncode == 0, log[-3000:]
-    assert "loses its network" in log and "network back" in log
-    assert "Traceback" not in log
-
-    run = json.loads((out / "run.json").read_text())
-    rows = list(csv.DictReader(open(out / "readings.csv")))
-    by_node = {}
-    for r in rows:
-        by_node.setdefault(r["node"], []).append(r)
-    assert sorted(by_node) == ["lamp-%03d" % (i + 1) for i in range(nodes)]
-    for node, rs in by_node.items():
-        assert len(rs) > 10, node
-        seqs = sorted(int(r["seq"]) for r in rs)
-        assert seqs == list(range(seqs[0], seqs[-1] + 1)), "seq gap at %s" % node
-        values = [(float(r["t_c"]), float(r["p_hpa"]), float(r["h_pct"])) for r in rs]
-        assert len(set(values)) > 1, "%s readings do not change" % node
-        assert all(-40 < t < 50 and 800 < p_ < 1100 and 0 <= h <= 100
-                   for t, p_, h in values), node
-
-    # the outage node: nothing arrived while its link was down, and what it sampled meanwhile
-    # arrived after the link came back (its seqs continue without a gap, checked above)
-    outage = run["outage"]
-    down, up = outage["down_host"], outage["up_host"]
-    assert down < up
-    mine = [r for r in by_node[outage["node"]] if r["ts"]]
-    assert not [r for r in mine if down + 2 < float(r["received"]) < up], \
-        "readings arrived while the link was down"
-    last_before = max(int(r["ts"]) for r in mine if float(r["received"]) <= down + 2)
-    offline_end = last_before + (up - down) * demo.SCALE  # virtual time when the link returned
-    backlog = [r for r in mine if float(r["received"]) >= up
-               and last_before < int(r["ts"]) < offline_end]
-    assert len(backlog) >= 5, "the backlog taken offline was not delivered"
-    assert any(int(r["ts"]) > offline_end for r in mine), "no reading after the outage"
-
-    import matplotlib.image as mpimg
-    img = mpimg.imread(str(out / "readings.png"))
-    assert img.shape[0] > 400 and img.shape[1] > 600
-    assert len({tuple(px[:3]) for px in img.reshape(-1, img.shape[2])[::7]}) > 10
-
-    # nothing left behind: by the pids it recorded, by its state folder, by the port
-    pids = [run["pids"]["sim"], run["broker_pid"]] + run["node_pids"]
-    assert run["node_pids"] and run["broker_pid"]
-    assert [pid for pid in pids if _alive(pid)] == []
-    assert _cmdlines_mentioning(run["state"]) == []
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", run["broker_port"]))
-
-
-@pytest.mark.slow
-def test_ctrl_c_stops_the_demo_cleanly_and_keeps_what_it_saw(tmp_path):
-    out = tmp_path / "demo"
-    log = tmp_path / "stdout"
-    with open(log, "w") as f:
-        p = subprocess.Popen([PY, "-m", "host_tools.demo", "--nodes", "2"], cwd=ROOT,
-                             stdout=f, stderr=subprocess.STDOUT, start_new_session=True,
-                             env=dict(os.environ, LATERNE_DEMO_OUT=str(out)))
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not re.search(
-                r"^lamp-002\s+online\s+\d", log.read_text(), re.M):
-            assert p.poll() is None, log.read_text()
-            time.sleep(0.5)
-        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C on the terminal does
-        assert p.wait(60) == 0, log.read_text()
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
-    text = log.read_text()
-    assert "stopping the fleet" in text and "Traceback" not in text
-    nodes = {r["node"] for r in csv.DictReader(open(out / "readings.csv"))}
-    assert nodes == {"lamp-001", "lamp-002"}
-    run = json.loads((out / "run.json").read_text())
-    assert [pid for pid in [run["pids"]["sim"], run["broker_pid"]] + run["node_pids"]
-            if _alive(pid)] == []
-    assert _cmdlines_mentioning(run["state"]) == []
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", run["broker_port"]))

@@ -8,14 +8,14 @@ import threading
 
 import pytest
 
-from host_tools import deploy
+from host_tools.usb import deploy
 from host_tools.errors import UserError
 from host_tools.paths import FIRMWARE
 from vboard_fixture import laterne, vboard  # noqa: F401
 
 
 def _device_exec(port, code):
-    from host_tools.device import Device, retry_once
+    from host_tools.usb.device import Device, retry_once
 
     def run():
         with Device(port) as dev:

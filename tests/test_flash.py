@@ -11,10 +11,11 @@ from esptool.loader import ESPLoader
 from esptool.util import FatalError
 
 import esp_testkit as kit
-from host_tools import boards, flasher
+from host_tools import boards
+from host_tools.flash import flasher
 from host_tools.cli import main
 from host_tools.errors import UserError
-from host_tools.esptool_log import esptool_output
+from host_tools.flash.esptool_log import esptool_output
 
 # Facts from the chip documentation, written out here rather than read from the code under test
 BOOT_OFFSET = {"esp32": 0x1000, "esp32c3": 0x0, "esp32s3": 0x0}
@@ -94,7 +95,7 @@ def test_first_install_erases_without_being_asked(images, contents):
 
 
 def test_partition_table_detection():
-    from host_tools.esp_image import holds_micropython, partitions
+    from host_tools.flash.esp_image import holds_micropython, partitions
     assert holds_micropython(kit.partition_table())
     arduino = [(1, 0x02, 0x9000, 0x5000, "nvs"), (0, 0x10, 0x10000, 0x140000, "app0"),
                (1, 0x82, 0x290000, 0x160000, "spiffs")]

@@ -14,7 +14,7 @@ PORTABLE = sorted(p.stem for p in (HERE / "portable").glob("test_*.py"))
 @pytest.mark.parametrize("module", PORTABLE)
 def test_portable_module_on_micropython(module):
     proc = subprocess.run(
-        [micropython_exe(), "-X", "heapsize=4M", str(HERE / "mp_runner.py"), module],
+        [micropython_exe(), "-X", "heapsize=4M", str(HERE / "kit" / "mp_runner.py"), module],
         env=micropython_env(HERE / "portable"),
         capture_output=True, text=True, timeout=600,
     )

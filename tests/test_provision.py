@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from host_tools import provision
+from host_tools.usb import provision
 from host_tools.errors import UserError
 from vboard_fixture import SECRET_VALUES, SECRETS, laterne, running_board, write_inputs  # noqa
 

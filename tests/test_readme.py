@@ -138,7 +138,7 @@ def test_the_stale_time_stated_is_the_monitor_default():
 
 
 def test_the_inventory_example_is_read_by_configure(tmp_path):
-    from host_tools import configure
+    from host_tools.usb import configure
     block = re.search(r"```csv\n(.*?)```", README, re.S).group(1).splitlines()
     assert tuple(block[0].split(",")) == configure.INVENTORY_COLUMNS
     inventory = tmp_path / "fleet.csv"
@@ -151,7 +151,8 @@ def test_the_inventory_example_is_read_by_configure(tmp_path):
 
 def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
     import argparse
-    from host_tools import cmd_provision, provision
+    from host_tools.commands import provision as cmd_provision
+    from host_tools.usb import provision
     shown = re.search(r"`(provision: OK [^`]+)`", README).group(1)
     monkeypatch.setattr(provision, "provision", lambda *a, **k: {
         "node_id": "lamp-017", "mac": "24:0a:c4:00:00:11", "board": "esp32-devkitc",

@@ -1,0 +1,25 @@
+# `laterne configure`: write a node's config (site defaults + inventory row + secrets).
+# Secrets come from LATERNE_WIFI_SSID, LATERNE_WIFI_PASSWORD, LATERNE_MQTT_USERNAME,
+# LATERNE_MQTT_PASSWORD in the environment or a chmod-600 file of KEY=value lines; never argv.
+from host_tools.usb import configure
+
+
+def add_arguments(parser):
+    parser.add_argument("--port", required=True, help="serial port of the board")
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--node-id", help="node id (with --board)")
+    who.add_argument("--inventory", help="fleet inventory CSV (with --row)")
+    parser.add_argument("--row", help="node id of the inventory row to use")
+    parser.add_argument("--board", help="board name (see `laterne boards`); default: inventory")
+    parser.add_argument("--site", help="site defaults JSON (broker, topic prefix, NTP, intervals)")
+    parser.add_argument("--secrets", help="file of KEY=value secret lines (mode 600)")
+
+
+def run(args):
+    if args.inventory and not args.row:
+        from host_tools.errors import UserError
+        raise UserError("--inventory needs --row NODE_ID")
+    configure.configure(args.port, node_id=args.node_id, board_name=args.board,
+                        inventory=args.inventory, row_id=args.row, site=args.site,
+                        secrets_file=args.secrets)
+    return 0

@@ -1,0 +1,19 @@
+# `laterne virtual-board`: a MicroPython unix-port node behind a pseudo-terminal, driven by
+# mpremote, deploy, configure and check like a board on USB. Stops on Ctrl-C or SIGTERM.
+from host_tools.virtual import pty_board as vboard_pty
+
+
+def add_arguments(parser):
+    parser.add_argument("--pty", required=True, help="path of the symlink to create (the port)")
+    parser.add_argument("--state", required=True,
+                        help="folder for the board's state; its filesystem is STATE/fs")
+    parser.add_argument("--no-sensor", action="store_true", help="no BME280 on the I2C bus")
+    parser.add_argument("--node-id", default="vboard",
+                        help="name the board's unique id (MAC) is derived from")
+
+
+def run(args):
+    print("virtual board: Ctrl-C to stop; try  mpremote connect %s  or  laterne check --port %s"
+          % (args.pty, args.pty), flush=True)
+    return vboard_pty.run_board(args.pty, args.state, sensor=not args.no_sensor,
+                                node_id=args.node_id, log=lambda m: print(m, flush=True))

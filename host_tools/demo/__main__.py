@@ -1,0 +1,5 @@
+import sys
+
+from host_tools.demo.run import main
+
+sys.exit(main())
