@@ -137,15 +137,15 @@ def test_the_stale_time_stated_is_the_monitor_default():
     assert default and int(default.group(1)) == minutes * 60
 
 
-def test_the_inventory_example_is_read_by_configure(tmp_path):
-    from host_tools.usb import configure
+def test_the_inventory_example_is_read_by_the_tools(tmp_path):
+    from host_tools import inventory
     block = re.search(r"```csv\n(.*?)```", README, re.S).group(1).splitlines()
-    assert tuple(block[0].split(",")) == configure.INVENTORY_COLUMNS
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text("\n".join(block) + "\n")
-    row = configure.read_inventory(str(inventory), "lamp-017")
+    assert tuple(block[0].split(",")) == inventory.INVENTORY_COLUMNS
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("\n".join(block) + "\n")
+    row = inventory.read_inventory(str(fleet), "lamp-017")
     assert row["board"] in boards() and row["lat"] == 52.5201
-    for name in configure.SECRET_NAMES:
+    for name in inventory.SECRET_NAMES:
         assert "`%s=...`" % name in README, name
 
 
