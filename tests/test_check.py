@@ -94,3 +94,16 @@ def test_before_deploy_and_before_configure_it_says_what_to_run(tmp_path):
     report = json.loads(as_json.stdout)
     assert report["next"]["run"].startswith("laterne configure --port ")
     assert [l["item"] for l in report["lines"] if l["status"] == "FAIL"] == ["config"]
+
+
+def test_evaluate_judges_the_reading_by_the_drivers_flag():
+    """The driver's plausible ranges decide (78 degC is beyond its 70 degC), not a second
+    copy of them in the check."""
+    from laterne import flags
+    base = {"fw": "0.1.0", "board": "x", "mac": "02:00:00:00:00:01", "scan": [0x76],
+            "address": 0x76, "chip_id": 0x60}
+    hot = _statuses({"lines": check.evaluate(dict(base, reading=[7800, 100000, 2000,
+                                                                 flags.IMPLAUSIBLE]))})
+    assert hot["reading"] == "WARN"
+    fine = _statuses({"lines": check.evaluate(dict(base, reading=[2000, 100000, 4000, 0]))})
+    assert fine["reading"] == "PASS"

@@ -2,6 +2,7 @@
 # boards/*.json, each fenced shell command either run (quick, no hardware) or checked to be a
 # documented `laterne` verb/option or `make` target, and every relative link.
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -164,3 +165,25 @@ def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
     printed = capsys.readouterr().out.strip()
     pattern = r"\s+".join(re.escape(w).replace(r"\.\.\.", r"\S+") for w in shown.split())
     assert re.fullmatch(pattern, printed), (shown, printed)
+
+
+def test_make_setup_says_how_to_put_laterne_on_the_path(tmp_path):
+    stamp = tmp_path / "installed"
+    stamp.touch()  # newer than pyproject.toml: nothing is installed again
+    venv_bin = str(ROOT / ".venv" / "bin")
+    plain = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                            if p.rstrip("/") != venv_bin)
+
+    def setup(path):
+        p = subprocess.run(["make", "setup", "STAMP=%s" % stamp], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ, PATH=path))
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    assert "run  . .venv/bin/activate  to put it on your PATH" in setup(plain)
+    assert "activate" not in setup(venv_bin + os.pathsep + plain)  # already there: quiet
+
+
+def test_the_readme_says_how_to_get_laterne_before_its_first_use():
+    first_use = re.search(r"```sh\n(?:[^`]*\n)?laterne ", README).start()
+    assert 0 < README.find("`. .venv/bin/activate`") < first_use
