@@ -1,13 +1,12 @@
 # laterne check against the virtual board: a configured node with its sensor passes the
-# sensor lines and is seen running; without a sensor the check fails (exit 1).
+# sensor lines and is seen running; without a sensor the check fails (exit 1); before deploy
+# and before configure it says what to run next. The judging itself, on given facts.
 import json
 import time
 
-import pytest
-
 from host_tools import inventory
 from host_tools.usb import check, configure, deploy
-from vboard_fixture import SECRET_VALUES, SECRETS, SITE, laterne, running_board, write_inputs
+from vboard_fixture import SECRET_VALUES, SECRETS, laterne, running_board, write_inputs
 
 
 def _prepare(board, tmp_path):

@@ -12,9 +12,9 @@ from esptool.util import FatalError
 
 import esp_testkit as kit
 from host_tools import boards
-from host_tools.flash import flasher
 from host_tools.cli import main
 from host_tools.errors import UserError
+from host_tools.flash import flasher
 from host_tools.flash.esptool_log import esptool_output
 
 # Facts from the chip documentation, written out here rather than read from the code under test

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from host_tools.usb import provision
 from host_tools.errors import UserError
+from host_tools.usb import provision
 from vboard_fixture import SECRET_VALUES, SECRETS, laterne, running_board, write_inputs  # noqa
 
 

@@ -152,7 +152,7 @@ def test_the_inventory_example_is_read_by_the_tools(tmp_path):
 
 def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
     import argparse
-    from host_tools.commands import provision as cmd_provision
+    from host_tools.commands import provision as command
     from host_tools.usb import provision
     shown = re.search(r"`(provision: OK [^`]+)`", README).group(1)
     monkeypatch.setattr(provision, "provision", lambda *a, **k: {
@@ -161,7 +161,7 @@ def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
     args = argparse.Namespace(port="/dev/ttyUSB0", inventory="fleet.csv", row="lamp-017",
                               firmware="ESP32_GENERIC.bin", board=None, site=None, secrets=None,
                               log="provisioning.jsonl", skip_flash=False, restart=False)
-    assert cmd_provision.run(args) == 0
+    assert command.run(args) == 0
     printed = capsys.readouterr().out.strip()
     pattern = r"\s+".join(re.escape(w).replace(r"\.\.\.", r"\S+") for w in shown.split())
     assert re.fullmatch(pattern, printed), (shown, printed)

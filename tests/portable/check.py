@@ -1,5 +1,5 @@
 # Assertion helpers for portable tests (they run under pytest on CPython and, unchanged,
-# under tests/mp_runner.py on the MicroPython unix port, where pytest does not exist).
+# under tests/kit/mp_runner.py on the MicroPython unix port, where pytest does not exist).
 
 
 def raises(exc_type, fn, *args, **kwargs):
