@@ -4,12 +4,11 @@
 # read-back of configure.
 import json
 import os
-import random
 import sys
 
 import machine
 from bme280_sim import BME280Sim
-from check import raises
+from check import cleanup, raises, tmpdir
 
 import laterne
 from laterne import flags, service
@@ -24,23 +23,6 @@ def node_config(**sensor):
     return {"node_id": "lamp-5", "board": "test-board", "sensor": sensor,
             "wifi": [{"ssid": "street", "password": SECRET}],
             "broker": {"host": "mqtt.example.org", "username": "u", "password": "p-secret-1"}}
-
-
-def fresh_root():
-    path = "/tmp/laterne-svc-%08x" % random.getrandbits(32)
-    os.mkdir(path)
-    return path + "/"
-
-
-def cleanup(root):
-    """Remove the folder `root` (ends in '/') with everything in it (the spool's folders too)."""
-    for name in os.listdir(root):
-        path = root + name
-        if os.stat(path)[0] & 0x4000:
-            cleanup(path + "/")
-        else:
-            os.remove(path)
-    os.rmdir(root[:-1])
 
 
 def board_with(sim=None):
@@ -69,14 +51,20 @@ def configured(root, **sensor):
     service.save_node(root, json.dumps(node_config(**sensor)), json.dumps(BOARD))
 
 
-def test_configured_node_with_its_sensor():
-    board_with(BME280Sim)  # 21.5 degC, 101325 Pa, 45 %RH
-    root = fresh_root()
+def facts_of(sim, configure=True):
+    """The facts of a board with `sim` on its bus, configured unless told not."""
+    board_with(sim)
+    root = tmpdir()
     try:
-        configured(root)
-        f = facts(root)
+        if configure:
+            configured(root)
+        return facts(root)
     finally:
         cleanup(root)
+
+
+def test_configured_node_with_its_sensor():
+    f = facts_of(BME280Sim)  # 21.5 degC, 101325 Pa, 45 %RH
     assert f["fw"] == laterne.VERSION and f["configured"] is True
     assert f["mac"] == "24:0a:c4:00:00:01"  # the virtual board's default unique id
     assert f["board"] == "test-board" and f["config_source"] == "config"
@@ -95,53 +83,30 @@ def test_a_reading_outside_the_drivers_range_is_flagged():
         sim = BME280Sim(clock)
         sim.set_environment(78.0, 101325.0, 20.0)  # beyond the driver's 70 degC
         return sim
-    board_with(hot)
-    root = fresh_root()
-    try:
-        configured(root)
-        f = facts(root)
-    finally:
-        cleanup(root)
+    f = facts_of(hot)
     assert abs(f["reading"][0] - 7800) <= 1
     assert f["reading"][3] & flags.IMPLAUSIBLE
 
 
 def test_no_sensor_on_the_bus():
-    board_with(None)
-    root = fresh_root()
-    try:
-        configured(root)
-        f = facts(root)
-    finally:
-        cleanup(root)
+    f = facts_of(None)
     assert f["scan"] == [] and f["chip_id"] is None and "reading" not in f
     assert f["config_source"] == "config"
 
 
 def test_a_bmp280_is_named_by_its_chip_id():
-    board_with(lambda clock: BME280Sim(clock, chip_id=0x58))
-    root = fresh_root()
-    try:
-        configured(root)
-        f = facts(root)
-    finally:
-        cleanup(root)
+    f = facts_of(lambda clock: BME280Sim(clock, chip_id=0x58))
     assert f["chip_id"] == 0x58 and "BMP280" in f["reading_err"]
 
 
 def test_a_board_never_configured_says_so():
-    board_with(BME280Sim)
-    root = fresh_root()
-    try:
-        f = facts(root)
-    finally:
-        cleanup(root)
+    f = facts_of(BME280Sim, configure=False)
     assert f["configured"] is False and "board" not in f and "config" not in f
     assert "scan" not in f and f["mac"] == "24:0a:c4:00:00:01"
 
 
 def test_save_node_writes_both_files_atomically_and_reads_them_back():
-    root = fresh_root()
+    root = tmpdir()
     try:
         configured(root)
         back = service.read_node(root)
@@ -159,7 +124,7 @@ def test_save_node_writes_both_files_atomically_and_reads_them_back():
 
 
 def test_a_refused_config_writes_nothing():
-    root = fresh_root()
+    root = tmpdir()
     bad = dict(node_config(), batch_size=0)
     try:
         e = raises(ValueError, service.save_node, root, json.dumps(bad), json.dumps(BOARD))
