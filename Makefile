@@ -17,13 +17,19 @@ DURATION ?=
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
+# Said after installing and on `make setup`: how a shell finds the `laterne` command.
+PATH_HINT = [ "$$(command -v laterne)" = "$(abspath $(LATERNE))" ] || \
+	echo "laterne is installed in $(VENV)/bin: run  . $(VENV)/bin/activate  to put it on your PATH (once per shell)"
+
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,demo]'
 	touch $(STAMP)
+	@$(PATH_HINT)
 
 setup: $(STAMP) ## create .venv, install the tools and mosquitto (idempotent)
+	@$(if $(filter setup,$(MAKECMDGOALS)),$(PATH_HINT),true)
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \

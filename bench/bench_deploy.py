@@ -7,8 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from host_tools.usb import deploy
 from host_tools.paths import REPO
+from host_tools.usb import deploy
 
 
 def _start_board(folder):

@@ -1,5 +1,6 @@
-# The `laterne` command: one verb per technician task. Each verb lives in host_tools/commands/<verb>.py
-# with `add_arguments(parser)` and `run(args) -> exit code`; this file is only the table.
+# The `laterne` command: one verb per technician task. Each verb lives in
+# host_tools/commands/<verb>.py with `add_arguments(parser)` and `run(args) -> exit code`;
+# this file is only the table.
 import argparse
 import importlib
 import os

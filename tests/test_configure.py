@@ -1,15 +1,15 @@
 # laterne configure against the virtual board: the config built from site + inventory row +
-# secrets lands on the board through the firmware's own laterne.config, secrets never show,
-# a bad field is refused before anything is written, and bad inputs get clear messages.
+# secrets (host_tools/inventory.py) lands on the board through the firmware's own
+# laterne.service and laterne.config, secrets never show, a bad field is refused before
+# anything is written. Reading the inputs on their own: tests/test_inventory.py.
 import json
-import os
 
 import pytest
 
-from host_tools.usb import configure
-from host_tools.usb import deploy
+from host_tools import inventory
 from host_tools.errors import UserError
 from host_tools.paths import BOARDS
+from host_tools.usb import configure, deploy
 from vboard_fixture import SECRET_VALUES, SECRETS, SITE, laterne, vboard, write_inputs  # noqa: F401
 
 
@@ -17,8 +17,8 @@ def test_configure_from_inventory_writes_config_and_board_file(vboard, tmp_path)
     deploy.deploy(vboard.pty, progress=False)
     site, inv, _ = write_inputs(tmp_path)
     logged = []
-    result = configure.configure(vboard.pty, inventory=inv, row_id="lp-0001", site=site,
-                                 environ=SECRETS, log=logged.append)
+    spec = inventory.node_spec(inventory=inv, row_id="lp-0001", site=site, environ=SECRETS)
+    result = configure.configure(vboard.pty, spec.config, spec.board, log=logged.append)
     cfg = json.loads((vboard.fs / "config.json").read_text())
     assert cfg["node_id"] == "lp-0001" and cfg["board"] == "esp32-devkitc"
     assert cfg["site"] == {"lamp_post": "LP-17", "lat": 52.52, "lon": 13.405,
@@ -64,46 +64,10 @@ def test_bad_field_is_refused_before_anything_is_written(vboard, tmp_path):
     assert not (vboard.fs / "board.json").exists()
 
 
-def test_missing_secrets_are_a_config_error_naming_the_key(tmp_path):
-    site, inv, _ = write_inputs(tmp_path)
-    with pytest.raises(UserError) as e:
-        configure.configure("/dev/null-port", inventory=inv, row_id="lp-0001", site=site,
-                            environ={})
-    assert "wifi: required" in e.value.message
-
-
-def test_readable_secrets_file_is_refused(tmp_path):
-    _, _, secrets = write_inputs(tmp_path)
-    os.chmod(secrets, 0o644)
-    with pytest.raises(UserError) as e:
-        configure.read_secrets(secrets, environ={})
-    assert e.value.hint == "chmod 600 %s" % secrets
-
-
-def test_secrets_file_overrides_environment_and_rejects_unknown_keys(tmp_path):
-    sec = tmp_path / "s.env"
-    sec.write_text("# depot\nLATERNE_WIFI_PASSWORD=from-file-123\n")
-    os.chmod(sec, 0o600)
-    got = configure.read_secrets(sec, environ={"LATERNE_WIFI_PASSWORD": "from-env-123",
-                                               "LATERNE_WIFI_SSID": "x"})
-    assert got == {"LATERNE_WIFI_PASSWORD": "from-file-123", "LATERNE_WIFI_SSID": "x"}
-    sec.write_text("WIFI_PASS=hunter2hunter2\n")
-    with pytest.raises(UserError) as e:
-        configure.read_secrets(sec, environ={})
-    assert "line 1" in e.value.message and "hunter2" not in e.value.message
-
-
-def test_unknown_row_lists_known_ids(tmp_path):
-    _, inv, _ = write_inputs(tmp_path)
-    run = laterne("configure", "--port", "/dev/null", "--inventory", inv, "--row", "lp-9999")
-    assert run.returncode != 0
-    assert "lp-9999" in run.stderr and "lp-0001, lp-0002" in run.stderr
-
-
 def test_board_without_firmware_says_deploy_first(vboard, tmp_path):
     site, inv, _ = write_inputs(tmp_path)
+    spec = inventory.node_spec(inventory=inv, row_id="lp-0001", site=site, environ=SECRETS)
     with pytest.raises(UserError) as e:
-        configure.configure(vboard.pty, inventory=inv, row_id="lp-0001", site=site,
-                            environ=SECRETS)
+        configure.configure(vboard.pty, spec.config, spec.board)
     assert "laterne deploy" in e.value.hint
     assert not (vboard.fs / "config.json").exists()

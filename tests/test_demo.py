@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -11,16 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from host_tools.demo import run as demo
-from host_tools.demo import outage as demo_outage
-from host_tools.demo import procs as demo_procs
-from host_tools.demo import summary as demo_summary
+from host_tools.demo.outage import Outage, outage_times
+from host_tools.demo.procs import Child, pids_mentioning, port_free
+from host_tools.demo.recorder import ReadingStore, Recorder, decode_readings
+from host_tools.demo.run import WorldClock
+from host_tools.demo.summary import format_summary, outage_report, seq_gaps, summarize
 from host_tools.fleet import plot
-from host_tools.broker import Broker
-from host_tools.demo.recorder import Recorder, ReadingStore, decode_readings
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -167,50 +164,50 @@ def test_view_on_a_terminal_redraws_in_place_with_the_announcements_below():
 def test_summary_counts_gaps_and_a_drained_outage():
     rows = synthetic_rows(nodes=3, n=40)
     outage = {"node": "lamp-002", "down_ts": T0 + 60 * 10, "up_ts": T0 + 60 * 20}
-    report = demo_summary.summarize(rows, ["lamp-001", "lamp-002", "lamp-003"], outage)
+    report = summarize(rows, ["lamp-001", "lamp-002", "lamp-003"], outage)
     assert report["ok"]
     assert report["outage"]["taken_offline"] == 10 and report["outage"]["drained"]
     assert report["nodes"]["lamp-003"] == {"readings": 40, "first_seq": 0, "last_seq": 39,
                                            "missing": []}
-    assert "all were delivered" in demo_summary.format_summary(report)
+    assert "all were delivered" in format_summary(report)
 
 
 def test_summary_reports_a_lost_stretch_and_a_silent_node():
     rows = synthetic_rows(nodes=2, n=40, hole=("lamp-002", 12, 15))
     outage = {"node": "lamp-002", "down_ts": T0 + 60 * 10, "up_ts": T0 + 60 * 20}
-    report = demo_summary.summarize(rows, ["lamp-001", "lamp-002", "lamp-003"], outage)
+    report = summarize(rows, ["lamp-001", "lamp-002", "lamp-003"], outage)
     assert not report["ok"]
     assert report["nodes"]["lamp-002"]["missing"] == [12, 13, 14]
     assert report["silent"] == ["lamp-003"]
     assert not report["outage"]["drained"]
-    text = demo_summary.format_summary(report)
+    text = format_summary(report)
     assert "NOT fully delivered" in text and "READINGS MISSING" in text
 
 
 def test_outage_not_drained_without_readings_after_it():
     rows = [r for r in synthetic_rows(nodes=1, n=40) if r["ts"] < T0 + 60 * 20]
     outage = {"node": "lamp-001", "down_ts": T0 + 60 * 10, "up_ts": T0 + 60 * 20}
-    assert not demo_summary.outage_report(rows, outage)["drained"]
+    assert not outage_report(rows, outage)["drained"]
 
 
 def test_seq_gaps():
-    assert demo_summary.seq_gaps([3, 4, 7, 5, 9, 9]) == [6, 8]
-    assert demo_summary.seq_gaps([]) == []
+    assert seq_gaps([3, 4, 7, 5, 9, 9]) == [6, 8]
+    assert seq_gaps([]) == []
 
 
 # --- outage timing and virtual time ------------------------------------------------------
 
 def test_outage_starts_at_a_fifth_and_ends_at_half_of_the_run():
-    cut, length = demo_outage.outage_times(100)
+    cut, length = outage_times(100)
     assert (cut, cut + length) == pytest.approx((20, 50))
-    cut, length = demo_outage.outage_times(None)
+    cut, length = outage_times(None)
     assert cut > 0 and length > 0
 
 
 def test_outage_cuts_only_a_delivering_node_and_restores_after_its_length(tmp_path):
     now = [1000.0]
     link = tmp_path / "link"
-    o = demo_outage.Outage("lamp-002", link, cut_after=15, length=20, clock=lambda: now[0])
+    o = Outage("lamp-002", link, cut_after=15, length=20, clock=lambda: now[0])
     assert o.step(10, delivered=3) is None and not link.exists()
     assert o.step(16, delivered=0) is None and not link.exists()  # still starting: wait
     assert o.step(17, delivered=1) == "down" and link.read_text().strip() == "down"
@@ -231,7 +228,7 @@ def test_outage_cuts_only_a_delivering_node_and_restores_after_its_length(tmp_pa
 def test_world_clock_maps_host_time_to_virtual_time(tmp_path):
     spec = tmp_path / "run.json"
     spec.write_text(json.dumps({"epoch_unix": T0, "epoch_host_ns": 5_000_000_000, "scale": 30}))
-    clock = demo.WorldClock(spec)
+    clock = WorldClock(spec)
     assert clock.virtual(5.0) == pytest.approx(T0)
     assert clock.virtual(7.0) == pytest.approx(T0 + 60)
 
@@ -302,16 +299,16 @@ def test_child_stop_ends_its_whole_group(tmp_path):
     marker = "laterne-test-marker-%d" % os.getpid()
     code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', "
             "'import time; time.sleep(300)', sys.argv[1]]); time.sleep(300)")
-    child = demo_procs.Child("t", [PY, "-c", code, marker], log_path=str(tmp_path / "log"))
+    child = Child("t", [PY, "-c", code, marker], log_path=str(tmp_path / "log"))
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len(demo_procs.pids_mentioning(marker)) < 2:
+    while time.monotonic() < deadline and len(pids_mentioning(marker)) < 2:
         time.sleep(0.05)
-    assert len(demo_procs.pids_mentioning(marker)) == 2
+    assert len(pids_mentioning(marker)) == 2
     assert child.stop(timeout=5) == -signal.SIGTERM
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and demo_procs.pids_mentioning(marker):
+    while time.monotonic() < deadline and pids_mentioning(marker):
         time.sleep(0.05)
-    assert demo_procs.pids_mentioning(marker) == []
+    assert pids_mentioning(marker) == []
 
 
 def test_port_free_sees_a_listener():
@@ -319,5 +316,5 @@ def test_port_free_sees_a_listener():
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        assert not demo_procs.port_free(port)
-    assert demo_procs.port_free(port)
+        assert not port_free(port)
+    assert port_free(port)

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from host_tools.usb import deploy
 from host_tools.errors import UserError
 from host_tools.paths import FIRMWARE
+from host_tools.usb import deploy
 from vboard_fixture import laterne, vboard  # noqa: F401
 
 

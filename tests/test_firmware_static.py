@@ -1,6 +1,7 @@
 # Static checks on everything under firmware/: each .py compiles with mpy-cross for the ESP32
-# (xtensawin), and the core (firmware/lib/laterne/*.py, not hw/) imports nothing from
-# machine, network, esp32 or ntptime, found from the AST (imports anywhere, __import__ too).
+# (xtensawin), the core (firmware/lib/laterne/*.py, not hw/) imports nothing from machine,
+# network, esp32 or ntptime, and no node code imports laterne.service (the tools' module),
+# all found from the AST (imports anywhere, __import__ too).
 import ast
 import subprocess
 import sys
@@ -29,22 +30,27 @@ def compile_for_esp32(path, out_dir):
     return proc.returncode == 0 and out.exists(), proc.stdout + proc.stderr
 
 
-def forbidden_imports(source):
-    """Hardware modules imported anywhere in `source` (laterne.hw counts: it imports them)."""
-    found = []
+def imports_of(source):
+    """Every module name imported anywhere in `source` (from-imports also as module.name,
+    __import__ with a constant name too)."""
+    found = set()
     for node in ast.walk(ast.parse(source)):
-        names = []
         if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
+            found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module] + [node.module + "." + a.name for a in node.names]
+            found.add(node.module)
+            found.update(node.module + "." + a.name for a in node.names)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
               and node.func.id == "__import__" and node.args
               and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            names = [node.args[0].value]
-        found += [n for n in names
-                  if n.split(".")[0] in FORBIDDEN or n.startswith("laterne.hw")]
-    return sorted(set(found))
+            found.add(node.args[0].value)
+    return found
+
+
+def forbidden_imports(source):
+    """Hardware modules imported anywhere in `source` (laterne.hw counts: it imports them)."""
+    return sorted(n for n in imports_of(source)
+                  if n.split(".")[0] in FORBIDDEN or n.startswith("laterne.hw"))
 
 
 def test_there_is_firmware_to_check():
@@ -90,3 +96,11 @@ def test_compile_check_catches_broken_code(tmp_path):
     bad.write_text("def f(:\n    pass\n")
     ok, message = compile_for_esp32(bad, tmp_path)
     assert not ok and "SyntaxError" in message
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if p.name != "service.py"],
+                         ids=lambda p: str(p.relative_to(FIRMWARE)))
+def test_the_node_never_imports_the_service_module(path):
+    """laterne.service is for the host tools over the REPL; the running node's heap never
+    carries it (its cost: bench/bench_service.py)."""
+    assert "laterne.service" not in imports_of(path.read_text())

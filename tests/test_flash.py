@@ -1,5 +1,5 @@
 # `laterne flash` against esptool's real command code: only the serial loader is replaced
-# (tests/esp_testkit.FakeLoader, the real chip class with an emulated flash behind the wire
+# (tests/kit/esp_testkit.FakeLoader, the real chip class with an emulated flash behind the wire
 # methods). Images are built and inspected by esptool for real.
 import inspect
 from unittest import mock
@@ -12,9 +12,9 @@ from esptool.util import FatalError
 
 import esp_testkit as kit
 from host_tools import boards
-from host_tools.flash import flasher
 from host_tools.cli import main
 from host_tools.errors import UserError
+from host_tools.flash import flasher
 from host_tools.flash.esptool_log import esptool_output
 
 # Facts from the chip documentation, written out here rather than read from the code under test
@@ -44,7 +44,8 @@ def fake_chips(*loaders):
 def flash(board, firmware, **kw):
     lines = []
     kw.setdefault("progress", False)
-    result = flasher.flash_board(PORT, board, str(firmware), log=lines.append, **kw)
+    result = flasher.flash_board(PORT, boards.load_board(board), str(firmware),
+                                 log=lines.append, **kw)
     return result, lines
 
 
@@ -216,7 +217,8 @@ def test_missing_port_through_real_esptool(images):
     # No mock at all: esptool really tries to open the port and fails.
     port = "/dev/ttyLATERNE-missing"
     with pytest.raises(UserError) as e:
-        flasher.flash_board(port, "esp32-devkitc", str(images["esp32"]), progress=False,
+        flasher.flash_board(port, boards.load_board("esp32-devkitc"), str(images["esp32"]),
+                            progress=False,
                             log=lambda s: None)
     assert e.value.message == "no serial port %s" % port
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 from host_tools.errors import UserError
 from host_tools.fleet.csvrows import HEADER, ReadingCsv
 from host_tools.fleet.state import FleetState
-from host_tools.fleet.view import CLEAR, RESET, YELLOW, age_text, render_table
 from host_tools.fleet.monitor import Output, check_prefix, parse_broker_url
+from host_tools.fleet.view import CLEAR, RESET, YELLOW, age_text, render_table
 
 NOW = 1_800_000_000
 COLS = ["seq", "ts", "t", "p", "h", "flags"]

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from host_tools.usb import provision
 from host_tools.errors import UserError
+from host_tools.usb import provision
 from vboard_fixture import SECRET_VALUES, SECRETS, laterne, running_board, write_inputs  # noqa
 
 
@@ -19,11 +19,11 @@ class FakeFlash:
         return {"mac": "24:0a:c4:00:00:99", "chip": "ESP32"}
 
 
-def _run(board, tmp_path, flash, firmware, log, **kw):
+def _run(board, tmp_path, flash, firmware, log, say=lambda m: None, **kw):
     site, inv, _ = write_inputs(tmp_path)
     return provision.provision(board.pty, inv, "lp-0001", firmware=firmware, site=site,
                                log_path=log, state_dir=tmp_path / "provision", flash=flash,
-                               environ=SECRETS, log=lambda m: None, **kw)
+                               environ=SECRETS, log=say, **kw)
 
 
 def test_resumes_at_the_failed_step_and_logs_each_run(tmp_path):
@@ -64,13 +64,32 @@ def test_a_new_firmware_image_starts_over(tmp_path):
     firmware.write_bytes(b"\xe9" + b"\1" * 255)
     log = tmp_path / "provisioning.jsonl"
     flash = FakeFlash()
+    messages = []
     with running_board(tmp_path) as board:
-        first = _run(board, tmp_path, flash, firmware, log)
+        first = _run(board, tmp_path, flash, firmware, log, say=messages.append)
         firmware.write_bytes(b"\xe9" + b"\2" * 255)
         second = _run(board, tmp_path, flash, firmware, log)
     assert first["result"] == second["result"] == "ok"
     assert len(flash.calls) == 2
     assert second["steps_run"] == ["flash", "deploy", "configure", "check"]
+    # provision's log sees what each step says, deploy's file list included
+    shown = "\n".join(messages)
+    assert "copied /lib/laterne/config.mpy" in shown and "deploy: copied" in shown
+    assert "configured lp-0001" in shown and "sensor" in shown
+
+
+def test_a_refused_config_stops_before_any_step(tmp_path):
+    """The node spec is built once, up front: missing secrets touch no board."""
+    firmware = tmp_path / "micropython.bin"
+    firmware.write_bytes(b"\xe9" + b"\0" * 255)
+    site, inv, _ = write_inputs(tmp_path)
+    flash = FakeFlash()
+    with pytest.raises(UserError) as e:
+        provision.provision("/dev/ttyUSB-unused", inv, "lp-0001", firmware=firmware, site=site,
+                            log_path=tmp_path / "p.jsonl", state_dir=tmp_path / "provision",
+                            flash=flash, environ={}, log=lambda m: None)
+    assert "wifi: required" in e.value.message
+    assert flash.calls == [] and not (tmp_path / "provision").exists()
 
 
 def test_cli_missing_firmware_file_is_a_clear_message(tmp_path):

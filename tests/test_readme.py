@@ -2,6 +2,7 @@
 # boards/*.json, each fenced shell command either run (quick, no hardware) or checked to be a
 # documented `laterne` verb/option or `make` target, and every relative link.
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -137,21 +138,21 @@ def test_the_stale_time_stated_is_the_monitor_default():
     assert default and int(default.group(1)) == minutes * 60
 
 
-def test_the_inventory_example_is_read_by_configure(tmp_path):
-    from host_tools.usb import configure
+def test_the_inventory_example_is_read_by_the_tools(tmp_path):
+    from host_tools import inventory
     block = re.search(r"```csv\n(.*?)```", README, re.S).group(1).splitlines()
-    assert tuple(block[0].split(",")) == configure.INVENTORY_COLUMNS
-    inventory = tmp_path / "fleet.csv"
-    inventory.write_text("\n".join(block) + "\n")
-    row = configure.read_inventory(str(inventory), "lamp-017")
+    assert tuple(block[0].split(",")) == inventory.INVENTORY_COLUMNS
+    fleet = tmp_path / "fleet.csv"
+    fleet.write_text("\n".join(block) + "\n")
+    row = inventory.read_inventory(str(fleet), "lamp-017")
     assert row["board"] in boards() and row["lat"] == 52.5201
-    for name in configure.SECRET_NAMES:
+    for name in inventory.SECRET_NAMES:
         assert "`%s=...`" % name in README, name
 
 
 def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
     import argparse
-    from host_tools.commands import provision as cmd_provision
+    from host_tools.commands import provision as command
     from host_tools.usb import provision
     shown = re.search(r"`(provision: OK [^`]+)`", README).group(1)
     monkeypatch.setattr(provision, "provision", lambda *a, **k: {
@@ -160,7 +161,29 @@ def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
     args = argparse.Namespace(port="/dev/ttyUSB0", inventory="fleet.csv", row="lamp-017",
                               firmware="ESP32_GENERIC.bin", board=None, site=None, secrets=None,
                               log="provisioning.jsonl", skip_flash=False, restart=False)
-    assert cmd_provision.run(args) == 0
+    assert command.run(args) == 0
     printed = capsys.readouterr().out.strip()
     pattern = r"\s+".join(re.escape(w).replace(r"\.\.\.", r"\S+") for w in shown.split())
     assert re.fullmatch(pattern, printed), (shown, printed)
+
+
+def test_make_setup_says_how_to_put_laterne_on_the_path(tmp_path):
+    stamp = tmp_path / "installed"
+    stamp.touch()  # newer than pyproject.toml: nothing is installed again
+    venv_bin = str(ROOT / ".venv" / "bin")
+    plain = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                            if p.rstrip("/") != venv_bin)
+
+    def setup(path):
+        p = subprocess.run(["make", "setup", "STAMP=%s" % stamp], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60, env=dict(os.environ, PATH=path))
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    assert "run  . .venv/bin/activate  to put it on your PATH" in setup(plain)
+    assert "activate" not in setup(venv_bin + os.pathsep + plain)  # already there: quiet
+
+
+def test_the_readme_says_how_to_get_laterne_before_its_first_use():
+    first_use = re.search(r"```sh\n(?:[^`]*\n)?laterne ", README).start()
+    assert 0 < README.find("`. .venv/bin/activate`") < first_use

@@ -2,9 +2,11 @@
 # once by the mpremote command): exec, files landing in STATE/fs, soft reset, boot/main,
 # Ctrl-C, hard reset, the simulated sensor, and a clean stop.
 import os
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from mpremote.transport_serial import SerialTransport
@@ -154,3 +156,12 @@ def test_deep_sleep_wakes_with_the_deep_sleep_cause_and_keeps_rtc_memory(vboard)
         assert t.eval("__import__('machine').RTC().memory()") == b"kept over sleep"
     finally:
         t.close()
+
+
+def test_state_defaults_to_the_folder_make_uses():
+    from host_tools.cli import build_parser
+    from host_tools.paths import REPO
+    makefile = (REPO / "Makefile").read_text()
+    folder = re.search(r"\$\(LATERNE\) virtual-board .*--state (\S+)", makefile).group(1)
+    args = build_parser().parse_args(["virtual-board", "--pty", "x.pty"])
+    assert Path(args.state) == REPO / folder

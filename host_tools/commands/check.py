@@ -15,13 +15,17 @@ def run(args):
     if args.json:
         print(json.dumps({"ok": report["ok"], "mac": report["mac"], "fw": report["fw"],
                           "board": report["board"],
+                          "next": report["next"] and dict(zip(("missing", "run"), report["next"])),
                           "lines": [{"item": i, "status": s, "detail": d}
                                     for i, s, d in report["lines"]]}, indent=1))
     else:
         print(check.table(report["lines"]))
-        print("check: %s" % ("all PASS" if report["ok"] else
-                             "FAIL: " + ", ".join(report["failed"]) if report["failed"]
-                             else "warnings (see WARN lines)"))
+        if report["next"]:
+            print("check: %s: run  %s" % report["next"])
+        else:
+            print("check: %s" % ("all PASS" if report["ok"] else
+                                 "FAIL: " + ", ".join(report["failed"]) if report["failed"]
+                                 else "warnings (see WARN lines)"))
     if report["ok"]:
         return 0
     return 1 if report["failed"] else 4

@@ -1,6 +1,7 @@
 # `laterne configure`: write a node's config (site defaults + inventory row + secrets).
 # Secrets come from LATERNE_WIFI_SSID, LATERNE_WIFI_PASSWORD, LATERNE_MQTT_USERNAME,
 # LATERNE_MQTT_PASSWORD in the environment or a chmod-600 file of KEY=value lines; never argv.
+from host_tools import inventory
 from host_tools.usb import configure
 
 
@@ -16,10 +17,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    if args.inventory and not args.row:
-        from host_tools.errors import UserError
-        raise UserError("--inventory needs --row NODE_ID")
-    configure.configure(args.port, node_id=args.node_id, board_name=args.board,
-                        inventory=args.inventory, row_id=args.row, site=args.site,
-                        secrets_file=args.secrets)
+    spec = inventory.node_spec(inventory=args.inventory, row_id=args.row, node_id=args.node_id,
+                               board_name=args.board, site=args.site, secrets_file=args.secrets)
+    configure.configure(args.port, spec.config, spec.board)
     return 0

@@ -12,19 +12,5 @@ def add_arguments(parser):
 
 
 def run(args):
-    result = deploy.deploy(args.port, firmware_dir=args.firmware_dir, dry_run=args.dry_run)
-    verb = "would copy" if args.dry_run else "copied"
-    for path in result["copied"]:
-        print("%s %s" % (verb, path))
-    for path in result["removed"]:
-        print("%s %s" % ("would remove" if args.dry_run else "removed", path))
-    if not result["copied"] and not result["removed"]:
-        print("deploy: nothing to copy, all %d files unchanged (%s, mpy v%d)"
-              % (result["unchanged"], result["arch"] or "bytecode", result["mpy"]))
-    else:
-        print("deploy: %s %d, removed %d, unchanged %d; app %s"
-              % (verb, len(result["copied"]), len(result["removed"]), result["unchanged"],
-                 result["app_hash"][:12]))
-    if not args.dry_run:
-        print("board soft-reset: the node runs the new firmware")
+    deploy.deploy(args.port, firmware_dir=args.firmware_dir, dry_run=args.dry_run)
     return 0

@@ -1,4 +1,4 @@
-# `laterne flash`: write a MicroPython image to one board (host_tools/flasher.py does the work).
+# `laterne flash`: write a MicroPython image to one board (host_tools/flash/flasher.py does it).
 from host_tools import boards
 
 
@@ -18,8 +18,8 @@ def add_arguments(parser):
 
 def run(args):
     from host_tools.flash.flasher import flash_board  # esptool is slow to import: only when used
-    result = flash_board(args.port, args.board, args.firmware, erase=args.erase, baud=args.baud,
-                         progress=not args.no_progress)
+    result = flash_board(args.port, boards.load_board(args.board), args.firmware,
+                         erase=args.erase, baud=args.baud, progress=not args.no_progress)
     print("PASS: flashed %s (%s, MAC %s) at %#x, verified" % (
         result["board"], result["chip"], result["mac"], result["offset"]))
     return 0

@@ -1,4 +1,4 @@
-# `laterne monitor`: live table of the fleet from the MQTT broker (host_tools/monitor.py).
+# `laterne monitor`: live table of the fleet from the MQTT broker (host_tools/fleet/monitor.py).
 import os
 
 from host_tools.errors import UserError

@@ -1,4 +1,4 @@
-# `laterne sim`: run N virtual nodes against a broker (see host_tools/sim.py).
+# `laterne sim`: run N virtual nodes against a broker (host_tools/virtual/sim.py).
 from host_tools.errors import UserError
 
 

@@ -7,11 +7,11 @@ import json
 import threading
 import time
 
-from host_tools.fleet import csvrows as fleet_csv
+from host_tools.fleet import csvrows
 
 COLUMNS = ("node", "seq", "ts", "t", "p", "h", "flags")  # as on the wire
 # The same columns as `laterne monitor --csv` (°C, hPa, %RH), plus the host time of arrival.
-CSV_HEADER = tuple(fleet_csv.HEADER) + ("received",)
+CSV_HEADER = tuple(csvrows.HEADER) + ("received",)
 
 
 def _unit(v):
@@ -76,7 +76,7 @@ class ReadingStore:
             w = csv.writer(f)
             w.writerow(CSV_HEADER)
             for r in rows:
-                w.writerow(fleet_csv.row(r["node"], r["seq"], r["ts"], _unit(r["t"]),
+                w.writerow(csvrows.row(r["node"], r["seq"], r["ts"], _unit(r["t"]),
                                          _unit(r["p"]), _unit(r["h"]), r["flags"])
                            + ["%.3f" % r["received"]])
         return len(rows)

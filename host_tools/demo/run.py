@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 from host_tools import paths
-from host_tools.demo import procs as demo_procs
-from host_tools.demo import summary as demo_summary
 from host_tools.broker import Broker
+from host_tools.demo import procs, summary
 from host_tools.demo.outage import Outage, outage_times
 
 OUT = paths.BUILD / "demo"
@@ -66,7 +65,7 @@ class Demo:
         self.say("broker (%s) on %s" % (self.broker.kind, self.broker.url))
         self.recorder = Recorder("127.0.0.1", self.broker.port,
                                  listener=self.view.feed if self.view else None).start()
-        self.sim = demo_procs.Child("sim", self.sim_cmd + [
+        self.sim = procs.Child("sim", self.sim_cmd + [
             "--nodes", str(len(self.nodes)), "--broker", self.broker.url,
             "--state", str(self.state), "--sample-interval", str(SAMPLE_S),
             "--upload-interval", str(UPLOAD_S), "--time-scale", str(SCALE)],
@@ -149,7 +148,7 @@ class Demo:
         elif event == "up":
             self.say(">>> %s has its network back: its backlog drains now." % o.node)
         elif o.up_host is not None and not o.drained and self.world_clock():
-            report = demo_summary.outage_report(self.recorder.store.rows(),
+            report = summary.outage_report(self.recorder.store.rows(),
                                                 o.virtual(self.world))
             if report["drained"]:
                 o.drained = True
@@ -168,13 +167,13 @@ class Demo:
         time.sleep(0.5)  # let the last acknowledged batch reach the recorder
         if self.recorder is not None:
             self.recorder.stop()
-        left = demo_procs.kill_and_wait(demo_procs.pids_mentioning(str(self.state)))
+        left = procs.kill_and_wait(procs.pids_mentioning(str(self.state)))
         if self.broker is not None:
             self.broker.stop()
         self.save_run()
         if left:
             self.say("could not stop processes %s" % left)
-        if self.broker is not None and not demo_procs.port_free(self.broker.port):
+        if self.broker is not None and not procs.port_free(self.broker.port):
             self.say("port %d is still in use" % self.broker.port)
 
     def results(self):
@@ -195,8 +194,8 @@ class Demo:
             plot.render(plot.read_csv(csv_path), png_path, bands, title="Laterne demo: %d virtual nodes, "
                         "readings over virtual time" % len(self.nodes))
             self.say("wrote %s" % shown(png_path))
-        report = demo_summary.summarize(rows, self.nodes, outage)
-        print(demo_summary.format_summary(report), flush=True)
+        report = summary.summarize(rows, self.nodes, outage)
+        print(summary.format_summary(report), flush=True)
         if outage and outage["up_ts"] is None:
             self.say("stopped while %s was still offline; run longer to see its backlog "
                      "drain" % outage["node"])

@@ -1,5 +1,5 @@
-# What the demo shows on the terminal: the monitor's fleet table (host_tools/fleet_state.py and
-# fleet_view.py, the same code as `laterne monitor`) fed with the messages the demo's recorder
+# What the demo shows on the terminal: the monitor's fleet table (host_tools/fleet/state.py and
+# fleet/view.py, the same code as `laterne monitor`) fed with the messages the demo's recorder
 # receives, and the demo's announcements. On a terminal the table is redrawn in place every
 # second with the latest announcements under it, so neither hides the other; on a pipe the
 # announcements are plain lines and the table is printed every few seconds when it changed.

@@ -9,10 +9,10 @@ from esptool.loader import ESPLoader
 from esptool.targets import CHIP_DEFS
 
 from host_tools import boards
-from host_tools.flash.esp_image import (PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE, check_firmware,
-                                  holds_micropython)
-from host_tools.flash.esptool_log import esptool_output
 from host_tools.errors import UserError
+from host_tools.flash.esp_image import (PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE,
+                                        check_firmware, holds_micropython)
+from host_tools.flash.esptool_log import esptool_output
 from host_tools.serial_hints import chip_mismatch, explain_serial_error
 
 ROM_BAUD = ESPLoader.ESP_ROM_BAUD  # 115200: what every ESP32 ROM bootloader starts at
@@ -71,10 +71,9 @@ def _verify(esp, offset, firmware_path):
 
 
 def flash_board(port, board, firmware_path, erase=False, baud=460800, progress=True, log=print):
-    """Flash `firmware_path` onto the board on `port`. `board` is a board name or dict.
-    Returns a summary dict; raises UserError with a hint on every failure we can explain."""
-    if isinstance(board, str):
-        board = boards.load_board(board)
+    """Flash `firmware_path` onto the board on `port`; `board` is the board dict
+    (boards.load_board). Returns a summary dict; raises UserError with a hint on every
+    failure we can explain."""
     if not isinstance(baud, int) or baud < 9600:
         raise UserError("baud rate %r is not usable" % (baud,), "use 115200, 460800 or 921600")
     offset = board["flash_offset"]

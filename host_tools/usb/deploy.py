@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from host_tools import paths
-from host_tools.usb.device import Device, DeviceError, retry_once
 from host_tools.errors import UserError
+from host_tools.usb.device import Device, DeviceError, retry_once
 
 # sys.implementation._mpy >> 10 -> mpy-cross -march (py/persistentcode.h, MP_NATIVE_ARCH_*)
 ARCHES = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em",
@@ -18,7 +18,9 @@ ARCHES = {1: "x86", 2: "x64", 3: "armv6", 4: "armv6m", 5: "armv7m", 6: "armv7em"
           12: "rv64imc"}
 SOURCE_FILES = ("boot.py", "main.py")  # kept as source, like a device expects
 
-# Prints {path: sha256 hex} for /boot.py, /main.py and everything under /lib.
+# Prints {path: sha256 hex} for /boot.py, /main.py and everything under /lib. It must run on a
+# board that has no Laterne yet (the first deploy), so it stays a string here instead of a
+# firmware module like laterne.service.
 DEVICE_HASHES = """\
 import os, hashlib, binascii
 def _h(p):
@@ -160,9 +162,29 @@ def _with_parents(dirs):
 
 
 def deploy(port, firmware_dir=None, dry_run=False, progress=True, log=print, timeout=10):
-    """Deploy to the board on `port`; returns dict(copied, removed, unchanged, app_hash, ...)."""
+    """Deploy to the board on `port`, telling `log` what changed; returns dict(copied,
+    removed, unchanged, app_hash, ...)."""
     firmware_dir = Path(firmware_dir or paths.FIRMWARE)
-    return retry_once(_deploy, port, firmware_dir, dry_run, progress, timeout)
+    result = retry_once(_deploy, port, firmware_dir, dry_run, progress, timeout)
+    _report(result, dry_run, log)
+    return result
+
+
+def _report(result, dry_run, log):
+    verb = "would copy" if dry_run else "copied"
+    for path in result["copied"]:
+        log("%s %s" % (verb, path))
+    for path in result["removed"]:
+        log("%s %s" % ("would remove" if dry_run else "removed", path))
+    if not result["copied"] and not result["removed"]:
+        log("deploy: nothing to copy, all %d files unchanged (%s, mpy v%d)"
+            % (result["unchanged"], result["arch"] or "bytecode", result["mpy"]))
+    else:
+        log("deploy: %s %d, removed %d, unchanged %d; app %s"
+            % (verb, len(result["copied"]), len(result["removed"]), result["unchanged"],
+               result["app_hash"][:12]))
+    if not dry_run:
+        log("board soft-reset: the node runs the new firmware")
 
 
 def _deploy(port, firmware_dir, dry_run, progress, timeout):

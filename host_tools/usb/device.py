@@ -1,6 +1,6 @@
 # One open connection to a MicroPython board over mpremote's SerialTransport, with every
 # transport or serial failure turned into a UserError that tells the technician what to do.
-# deploy, configure and check share it.
+# deploy, configure and check share it; call() runs a laterne.service function on the board.
 import contextlib
 import io
 import os
@@ -109,6 +109,17 @@ class Device:
         if err:
             raise DeviceError(err.decode(errors="replace"))
         return out
+
+    def call(self, code, timeout=10):
+        """Run code that ends in laterne.service.answer(value) on the board; return the value
+        (None when the board printed no answer)."""
+        import json
+        from laterne.service import MARK
+        out = self.exec(code, timeout=timeout).decode(errors="replace")
+        for line in reversed(out.splitlines()):
+            if line.startswith(MARK):
+                return json.loads(line[len(MARK):])
+        return None
 
     def eval_repr(self, code):
         """Run code that prints one repr(); return the value."""

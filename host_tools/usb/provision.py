@@ -8,11 +8,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from host_tools import paths
-from host_tools.usb import check
-from host_tools.usb import configure
-from host_tools.usb import deploy
+from host_tools import inventory, paths
+from host_tools.boards import load_board
 from host_tools.errors import UserError
+from host_tools.usb import check, configure, deploy
 
 STEPS = ("flash", "deploy", "configure", "check")
 
@@ -72,23 +71,14 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _config_inputs(row, site):
-    h = hashlib.sha256(json.dumps(row, sort_keys=True).encode())
-    if site:
-        h.update(Path(site).read_bytes())
-    return h.hexdigest()
-
-
-def provision(port, inventory, row_id, firmware=None, board=None, site=None, secrets_file=None,
-              log_path="provisioning.jsonl", skip_flash=False, state_dir=None,
-              firmware_dir=None, flash=None, restart=False, environ=None, log=print,
-              timeout=10):
-    """Run the steps not yet done; returns the log record. `flash` replaces flash_board
-    (tests inject a fake flash step here)."""
-    row = configure.read_inventory(inventory, row_id)
-    board_name = board or row["board"]
-    from host_tools.boards import load_board
-    board_spec = load_board(board_name)
+def provision(port, inventory_path, row_id, firmware=None, board=None, site=None,
+              secrets_file=None, log_path="provisioning.jsonl", skip_flash=False,
+              state_dir=None, firmware_dir=None, flash=None, restart=False, environ=None,
+              log=print, timeout=10):
+    """Run the steps not yet done; returns the log record. `board` names a board other than
+    the inventory row's; `flash` replaces flash_board (tests inject a fake flash step here)."""
+    row = inventory.read_inventory(inventory_path, row_id)
+    board_spec = load_board(board or row["board"])
     if not skip_flash:
         if not firmware:
             raise UserError("--firmware FILE.bin is needed to flash", "or pass --skip-flash")
@@ -96,17 +86,18 @@ def provision(port, inventory, row_id, firmware=None, board=None, site=None, sec
             raise UserError("firmware file %s not found" % firmware,
                             "download the MicroPython %s image to that path"
                             % board_spec.get("micropython_build", ""))
+    job = inventory.spec_for(row, board_spec, site, secrets_file, environ)
     firmware_dir = Path(firmware_dir or paths.FIRMWARE)
     inputs = {"firmware_sha256": file_sha256(firmware) if firmware and Path(firmware).is_file()
               else None,
-              "app_sha256": tree_sha256(firmware_dir), "board": board_name,
-              "config_inputs": _config_inputs(row, site)}
+              "app_sha256": tree_sha256(firmware_dir), "board": job.board["name"],
+              "config_inputs": configure.config_hash(configure.summary(job.config))}
     state_dir = Path(state_dir or paths.BUILD / "provision")
     state = State(state_dir / (row["node_id"] + ".json"), inputs)
     if restart:
         state.done = {}
-    record = {"time_utc": _now(), "node_id": row["node_id"], "board": board_name,
-              "chip": board_spec.get("chip"), "mac": None, "port": port,
+    record = {"time_utc": _now(), "node_id": row["node_id"], "board": job.board["name"],
+              "chip": job.board.get("chip"), "mac": None, "port": port,
               "firmware_file": str(firmware) if firmware else None,
               "firmware_sha256": inputs["firmware_sha256"], "app_version": app_version(),
               "app_hash": None, "steps_run": [], "steps_skipped": [], "result": "failed",
@@ -123,8 +114,7 @@ def provision(port, inventory, row_id, firmware=None, board=None, site=None, sec
             continue
         log("provision: %s ..." % step)
         try:
-            info = _run_step(step, port, board_spec, firmware, firmware_dir, row, inventory,
-                             site, secrets_file, environ, flash, log, timeout)
+            info = _run_step(step, port, job, firmware, firmware_dir, flash, log, timeout)
         except Exception as e:
             record["failed_step"] = step
             record["reason"] = e.message if isinstance(e, UserError) else "%s: %s" % (
@@ -151,12 +141,12 @@ def _carry(record, info):
             record[key] = info[key]
 
 
-def _run_step(step, port, board_spec, firmware, firmware_dir, row, inventory, site,
-              secrets_file, environ, flash, log, timeout):
+def _run_step(step, port, job, firmware, firmware_dir, flash, log, timeout):
+    """One step for the node spec `job` (row, board dict, config); returns what it learnt."""
     if step == "flash":
         if flash is None:
             from host_tools.flash.flasher import flash_board as flash
-        info = flash(port, board_spec, firmware, erase=False, baud=460800, progress=True,
+        info = flash(port, job.board, firmware, erase=False, baud=460800, progress=True,
                      log=log)
         return {"mac": info.get("mac"), "chip": info.get("chip")}
     if step == "deploy":
@@ -164,10 +154,7 @@ def _run_step(step, port, board_spec, firmware, firmware_dir, row, inventory, si
         return {"app_hash": result["app_hash"], "copied": len(result["copied"]),
                 "removed": len(result["removed"])}
     if step == "configure":
-        result = configure.configure(port, inventory=inventory, row_id=row["node_id"],
-                                     board_name=board_spec["name"], site=site,
-                                     secrets_file=secrets_file, environ=environ, log=log,
-                                     timeout=timeout)
+        result = configure.configure(port, job.config, job.board, log=log, timeout=timeout)
         return {"config_hash": result["config_hash"]}
     report = check.check(port, timeout=timeout)
     log(check.table(report["lines"]))

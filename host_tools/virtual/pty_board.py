@@ -1,5 +1,6 @@
 # The virtual board's host side: a pseudo-terminal that mpremote opens like a USB serial port,
-# bridged to a MicroPython unix-port process (host_tools/virtual/board/repl_board.py) on a second pty.
+# bridged to a MicroPython unix-port process (board/repl_board.py beside this file) on a
+# second pty.
 # The unix port exits where an ESP32 soft-reboots (Ctrl-D) or resets; the bridge then prints
 # what the board would ("MPY: soft reboot"), restarts the process and, when the reset came
 # from the raw REPL, brings the new process back to the raw REPL without showing its banner.

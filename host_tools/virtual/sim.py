@@ -95,14 +95,13 @@ def merge(base, overrides):
 
 
 def node_config(node_id, broker_host, broker_port, ntp_port, opts):
-    return {
-        "node_id": node_id, "board": "esp32-devkitc",
-        "site": {"lamp_post": "sim-" + node_id[-3:], "lat": 52.52, "lon": 13.405, "notes": "virtual"},
-        "wifi": [{"ssid": SIM_AP["ssid"], "password": SIM_AP["password"]}],
-        "static_ip": None,
+    """A virtual node's config, built like a real node's (host_tools/inventory.py): the site
+    defaults of the simulated city, the node's inventory row and the access point's secrets.
+    Validated in VirtualNode.prepare, after the --config overrides."""
+    from host_tools import inventory
+    site = {
         "broker": {"host": broker_host, "port": broker_port, "tls": opts["ca"] is not None,
-                   "ca": opts["ca"],
-                   "username": None, "password": None, "keepalive_s": 30},
+                   "ca": opts["ca"], "keepalive_s": 30},
         "topic_prefix": opts["prefix"],
         "sample_interval_s": opts["sample_interval"],
         "upload_interval_s": opts["upload_interval"],
@@ -112,6 +111,10 @@ def node_config(node_id, broker_host, broker_port, ntp_port, opts):
         "power_mode": "deep_sleep" if opts["deep_sleep"] else "always_on",
         "backoff_min_s": 2, "backoff_max_s": 120,
     }
+    row = {"node_id": node_id, "lamp_post": "sim-" + node_id[-3:], "lat": 52.52, "lon": 13.405,
+           "board": "esp32-devkitc", "notes": "virtual"}
+    secrets = {"LATERNE_WIFI_SSID": SIM_AP["ssid"], "LATERNE_WIFI_PASSWORD": SIM_AP["password"]}
+    return inventory.build_config(site, node_id, row["board"], row, secrets)
 
 
 class VirtualNode:

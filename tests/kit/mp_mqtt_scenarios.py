@@ -1,4 +1,4 @@
-# MQTT client scenarios run on the MicroPython unix port by tests/test_mqtt_client_broker.py.
+# MQTT client scenarios run on the MicroPython unix port by tests/system/test_mqtt_client_broker.py.
 # Usage: micropython mp_mqtt_scenarios.py SCENARIO PORT [ARGS...]; prints "RESULT <json>".
 import json
 import sys

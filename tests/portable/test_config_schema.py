@@ -2,9 +2,8 @@
 # load/save protocol (config.json, config.new, config.bak) on a real directory.
 import json
 import os
-import random
 
-from check import raises
+from check import cleanup, raises, tmpdir
 
 from laterne import config
 
@@ -14,18 +13,6 @@ def good():
             "broker": {"host": "mqtt.example.org", "port": 8883, "tls": True,
                        "ca": "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
                        "username": "lamp", "password": "broker-secret-2"}}
-
-
-def tmpdir():
-    path = "/tmp/laterne-cfg-%08x" % random.getrandbits(32)
-    os.mkdir(path)
-    return path + "/"
-
-
-def cleanup(root):
-    for name in os.listdir(root):
-        os.remove(root + name)
-    os.rmdir(root[:-1])
 
 
 def test_valid_config_gets_defaults():

@@ -1,5 +1,5 @@
 # The simulated flash under the spool's proofs: counters, NOR programming, power cuts,
-# sessions, the file-backed image. (littlefs2 on both devices: tests/test_spool_powercut.py)
+# sessions, the file-backed image. (littlefs2 on both devices: tests/system/test_spool_powercut.py)
 import os
 import sys
 

@@ -2,8 +2,8 @@
 # goes online and every line passes.
 import time
 
-from host_tools.usb import configure
-from host_tools.usb import deploy
+from host_tools import inventory
+from host_tools.usb import configure, deploy
 from vboard_fixture import SECRETS, SITE, laterne, running_board, write_inputs
 
 
@@ -13,8 +13,9 @@ def test_all_pass_once_the_node_is_online(tmp_path, broker):
     with running_board(tmp_path) as board:
         deploy.deploy(board.pty, progress=False)
         site_path, inv, _ = write_inputs(tmp_path, site=site)
-        configure.configure(board.pty, inventory=inv, row_id="lp-0001", site=site_path,
-                            environ=SECRETS, log=lambda m: None)
+        spec = inventory.node_spec(inventory=inv, row_id="lp-0001", site=site_path,
+                                   environ=SECRETS)
+        configure.configure(board.pty, spec.config, spec.board, log=lambda m: None)
         deadline = time.monotonic() + 120  # generous: CI runs other tests on both cores
         while True:  # each check restarts the node, so give it time to get online between
             time.sleep(10)

@@ -15,9 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from host_tools.broker import Broker
-from host_tools.demo import run as demo
-from host_tools.demo.procs import alive as _alive
+from host_tools.demo.procs import alive
 from host_tools.demo.recorder import Recorder
+from host_tools.demo.run import SCALE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PY = sys.executable
@@ -75,7 +75,7 @@ def _cmdlines_mentioning(text):
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as f:
-                if text.encode() in f.read() and _alive(int(pid)):
+                if text.encode() in f.read() and alive(int(pid)):
                     hits.append(int(pid))
         except OSError:
             pass
@@ -117,7 +117,7 @@ def test_make_demo_runs_the_fleet_through_an_outage_and_cleans_up(tmp_path):
     assert not [r for r in mine if down + 2 < float(r["received"]) < up], \
         "readings arrived while the link was down"
     last_before = max(int(r["ts"]) for r in mine if float(r["received"]) <= down + 2)
-    offline_end = last_before + (up - down) * demo.SCALE  # virtual time when the link returned
+    offline_end = last_before + (up - down) * SCALE  # virtual time when the link returned
     backlog = [r for r in mine if float(r["received"]) >= up
                and last_before < int(r["ts"]) < offline_end]
     assert len(backlog) >= 5, "the backlog taken offline was not delivered"
@@ -131,7 +131,7 @@ def test_make_demo_runs_the_fleet_through_an_outage_and_cleans_up(tmp_path):
     # nothing left behind: by the pids it recorded, by its state folder, by the port
     pids = [run["pids"]["sim"], run["broker_pid"]] + run["node_pids"]
     assert run["node_pids"] and run["broker_pid"]
-    assert [pid for pid in pids if _alive(pid)] == []
+    assert [pid for pid in pids if alive(pid)] == []
     assert _cmdlines_mentioning(run["state"]) == []
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -163,7 +163,7 @@ def test_ctrl_c_stops_the_demo_cleanly_and_keeps_what_it_saw(tmp_path):
     assert nodes == {"lamp-001", "lamp-002"}
     run = json.loads((out / "run.json").read_text())
     assert [pid for pid in [run["pids"]["sim"], run["broker_pid"]] + run["node_pids"]
-            if _alive(pid)] == []
+            if alive(pid)] == []
     assert _cmdlines_mentioning(run["state"]) == []
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
