@@ -14,6 +14,8 @@ VERBS = {
     "check": "health check of a node over USB: sensor, config, spool, links",
     "provision": "flash, deploy, configure and check one node, and log it",
     "monitor": "live table of the fleet from the MQTT broker",
+    "ingest": "store every reading from the broker in a database (SQLite or PostgreSQL)",
+    "export": "readings from the database as CSV (or Parquet), with derived values",
     "sim": "run virtual nodes (unmodified firmware on MicroPython) against a broker",
     "virtual-board": "a virtual node behind a pseudo-terminal, driven like a USB board",
     "boards": "list the supported boards or validate the board files",
