@@ -36,15 +36,21 @@ def wait_port(port, timeout=10.0, proc=None):
 
 
 class Broker:
-    """A broker process on 127.0.0.1:`port`. `tls` = (cafile, certfile, keyfile) adds TLS."""
+    """A broker process on 127.0.0.1:`port`. `tls` = (cafile, certfile, keyfile) adds TLS;
+    mosquitto only: `persistence` keeps sessions and retained messages in self.db_path across
+    restarts, `auth` = (password_file, acl_file) turns anonymous access off."""
 
-    def __init__(self, port=None, tls=None, kind=None, log_path=None):
+    def __init__(self, port=None, tls=None, kind=None, log_path=None, persistence=False,
+                 auth=None):
         self.port = port or free_port()
         self.tls = tls
+        self.persistence = persistence
+        self.auth = auth
         self.kind = kind or ("mosquitto" if mosquitto_exe() else "amqtt")
         self.proc = None
         self._dir = tempfile.mkdtemp(prefix="laterne-broker-")
         self.log_path = log_path or os.path.join(self._dir, "broker.log")
+        self.db_path = os.path.join(self._dir, "mosquitto.db")
 
     @property
     def url(self):
@@ -52,9 +58,17 @@ class Broker:
 
     def _mosquitto_cmd(self):
         conf = Path(self._dir) / "mosquitto.conf"
-        lines = ["listener %d 127.0.0.1" % self.port, "allow_anonymous true",
-                 "persistence false", "max_inflight_messages 0", "max_queued_messages 100000",
+        lines = ["listener %d 127.0.0.1" % self.port,
+                 "allow_anonymous %s" % ("false" if self.auth else "true"),
+                 "max_inflight_messages 0", "max_queued_messages 100000",
                  "log_dest stderr", "log_type error", "log_type warning"]
+        if self.persistence:
+            lines += ["persistence true", "persistence_location %s/" % self._dir,
+                      "persistence_file mosquitto.db", "autosave_interval 5"]
+        else:
+            lines.append("persistence false")
+        if self.auth:
+            lines += ["password_file %s" % self.auth[0], "acl_file %s" % self.auth[1]]
         if self.tls:
             ca, cert, key = self.tls
             lines += ["cafile %s" % ca, "certfile %s" % cert, "keyfile %s" % key]
@@ -62,8 +76,8 @@ class Broker:
         return [mosquitto_exe(), "-c", str(conf)]
 
     def _amqtt_cmd(self):
-        if self.tls:
-            raise RuntimeError("TLS needs mosquitto")
+        if self.tls or self.persistence or self.auth:
+            raise RuntimeError("TLS, persistence and authentication need mosquitto")
         conf = Path(self._dir) / "amqtt.yaml"
         conf.write_text(
             "listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:%d\n"
@@ -89,6 +103,15 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc = None
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def kill(self):
+        """SIGKILL: the broker dies without saving anything (a crash)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         self.proc = None
         if getattr(self, "_log", None):
             self._log.close()

@@ -144,8 +144,9 @@ class Ingest:
                         bad.append((received, msg.topic, node, "seq %d arrived twice with "
                                     "other values; the first is kept" % r[1], json.dumps(r[1:7])))
                 batch.rejects.extend(bad)
-                batch.nodes.add(node)
-                batch.topics[node] = msg.topic
+                if good:
+                    batch.nodes.add(node)
+                    batch.topics[node] = msg.topic
             elif leaf == "status":
                 row, reject = messages.status(msg.topic, node, msg.payload, received)
                 if reject is not None:
