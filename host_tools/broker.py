@@ -62,18 +62,38 @@ class Broker:
                  "allow_anonymous %s" % ("false" if self.auth else "true"),
                  "max_inflight_messages 0", "max_queued_messages 100000",
                  "log_dest stderr", "log_type error", "log_type warning"]
+        if self.persistence or self.auth:
+            self._give_to_broker(self._dir)
         if self.persistence:
             lines += ["persistence true", "persistence_location %s/" % self._dir,
                       "persistence_file mosquitto.db", "autosave_interval 5"]
         else:
             lines.append("persistence false")
         if self.auth:
-            lines += ["password_file %s" % self.auth[0], "acl_file %s" % self.auth[1]]
+            lines += ["password_file %s" % self._own(self.auth[0]),
+                      "acl_file %s" % self._own(self.auth[1])]
         if self.tls:
             ca, cert, key = self.tls
             lines += ["cafile %s" % ca, "certfile %s" % cert, "keyfile %s" % key]
         conf.write_text("\n".join(lines) + "\n")
         return [mosquitto_exe(), "-c", str(conf)]
+
+    def _own(self, path):
+        """A copy of path in the broker's folder, readable by the broker once it dropped root."""
+        copy = os.path.join(self._dir, os.path.basename(path))
+        shutil.copyfile(path, copy)
+        self._give_to_broker(copy)
+        return copy
+
+    def _give_to_broker(self, path):
+        # mosquitto started as root runs as the user `mosquitto` after reading its config
+        if os.geteuid() == 0:
+            try:
+                import pwd
+                user = pwd.getpwnam("mosquitto")
+            except (ImportError, KeyError):
+                return
+            os.chown(path, user.pw_uid, user.pw_gid)
 
     def _amqtt_cmd(self):
         if self.tls or self.persistence or self.auth:
