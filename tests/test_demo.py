@@ -321,3 +321,15 @@ def test_port_free_sees_a_listener():
         port = s.getsockname()[1]
         assert not demo_procs.port_free(port)
     assert demo_procs.port_free(port)
+
+
+def test_database_check_matches_counts_with_the_nodes_seqs():
+    report = {"nodes": {"lamp-001": {"last_seq": 40}, "lamp-002": {"last_seq": 12}}}
+    check = demo_summary.database_check({"lamp-001": (40, 1, 40), "lamp-002": (11, 1, 12)},
+                                   {"lamp-001": 40, "lamp-002": 10}, report)
+    assert check["nodes"]["lamp-001"]["match"] and not check["nodes"]["lamp-002"]["match"]
+    assert not check["ok"]
+    text = demo_summary.format_database(check)
+    assert "lamp-001          40        1-40        40 1-40, match" in text
+    assert "1-12, MISMATCH" in text and "READINGS MISSING" in text
+    assert demo_summary.database_check({}, {}, {"nodes": {"lamp-001": {"last_seq": 3}}})["ok"] is False
