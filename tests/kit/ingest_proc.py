@@ -27,6 +27,7 @@ class IngestProc:
 
     def start(self):
         self._log = open(self.log_path, "ab")
+        self._since = self._log.tell()  # wait_for looks at what this run printed
         self.proc = subprocess.Popen(self.cmd, cwd=ROOT, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=dict(os.environ, **(self.env or {})))
@@ -36,9 +37,14 @@ class IngestProc:
     def output(self):
         return self.log_path.read_text(errors="replace")
 
+    def _this_run(self):
+        with open(self.log_path, "rb") as f:
+            f.seek(self._since)
+            return f.read().decode(errors="replace")
+
     def wait_for(self, text, timeout):
         deadline = time.monotonic() + timeout
-        while text not in self.output():
+        while text not in self._this_run():
             if self.proc.poll() is not None:
                 raise AssertionError("ingest exited (%s):\n%s" % (self.proc.returncode,
                                                                    self.output()[-3000:]))
@@ -74,11 +80,11 @@ def batch_json(node, seqs, t0=None):
 class Publisher:
     """A paho client publishing readings batches with QoS 1 (several in flight)."""
 
-    def __init__(self, port, client_id, username=None, password=None):
+    def __init__(self, port, client_id, username=None, password=None, inflight=100):
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         if username:
             self.client.username_pw_set(username, password)
-        self.client.max_inflight_messages_set(100)
+        self.client.max_inflight_messages_set(inflight)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
