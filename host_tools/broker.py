@@ -2,6 +2,7 @@
 # mosquitto when it is installed, otherwise amqtt from the project's environment.
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +34,17 @@ def wait_port(port, timeout=10.0, proc=None):
         except OSError:
             time.sleep(0.05)
     raise TimeoutError("broker did not listen on port %d" % port)
+
+
+def end_process(proc, timeout, sig=signal.SIGTERM):
+    """Send sig to a running proc, wait up to timeout seconds, then SIGKILL; always reaped."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class Broker:
@@ -115,26 +127,15 @@ class Broker:
         wait_port(self.port, proc=self.proc)
         return self
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, sig=signal.SIGTERM):
+        end_process(self.proc, 5, sig)
         self.proc = None
         if getattr(self, "_log", None):
             self._log.close()
 
     def kill(self):
         """SIGKILL: the broker dies without saving anything (a crash)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-        if getattr(self, "_log", None):
-            self._log.close()
+        self.stop(signal.SIGKILL)
 
     def restart(self):
         self.stop()

@@ -6,11 +6,12 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 
-from host_tools.broker import free_port
+from host_tools.broker import end_process, free_port
 
 SUPERUSER = "laterne"
 
@@ -107,13 +108,7 @@ class PgServer:
         return self.url(name)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: PostgreSQL's fast shutdown
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, 20, signal.SIGINT)  # SIGINT: PostgreSQL's fast shutdown
         self.proc = None
         if getattr(self, "_log", None):
             self._log.close()

@@ -7,12 +7,10 @@ def add_arguments(p):
     p.add_argument("--out", required=True, metavar="FILE",
                    help="the acl_file to write (mosquitto.conf: acl_file FILE)")
     p.add_argument("--prefix", default="laterne", help="topic prefix (default: laterne)")
-    p.add_argument("--ingest-user", default="laterne-ingest",
-                   help="broker user of laterne ingest (default laterne-ingest)")
-    p.add_argument("--monitor-user", default="laterne-monitor",
-                   help="read-only broker user (default laterne-monitor)")
-    p.add_argument("--admin-user", default="laterne-admin",
-                   help="broker user that may send config/set (default laterne-admin)")
+    for role, who in (("ingest", "of laterne ingest"), ("monitor", "that reads everything"),
+                      ("admin", "that may also send config/set")):
+        p.add_argument("--%s-user" % role, default="laterne-" + role,
+                       help="broker user %s (default laterne-%s)" % (who, role))
 
 
 def run(args):
