@@ -257,3 +257,15 @@ def test_delivery_key_validated_and_remotely_settable():
     assert config.validate(cfg)[1] == ['delivery: must be one of "broker", "stored"']
     new, errors = config.apply_remote(good, {"delivery": "stored"})
     assert errors == [] and new["delivery"] == "stored"
+
+
+def test_without_an_ingest_the_spool_stays_bounded_and_counts_drops():
+    up, client, spool, _, _ = make("stored", 0)
+    spool = Spool(fresh_root(), 32768)   # the smallest spool: two sealed segments
+    for i in range(1500):
+        spool.append((1700000000 + 60 * i, 1, 0, 2000, 100000, 5000))
+        if i % 100 == 99:
+            drain(up, spool)             # acknowledged by the broker, never reported stored
+    assert spool.dropped > 0
+    assert spool.depth() + spool.dropped == 1500
+    assert spool.depth() < 1000 and first_held(spool) == spool.dropped + 1
