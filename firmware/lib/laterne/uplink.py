@@ -184,7 +184,7 @@ class Uplink:
     def _delivery_begin(self, spool):
         """(policy or None, seq to send after): the policy while the config says "stored"
         (a remote change takes effect at the next drain); None releases at PUBACK."""
-        if self.cfg["delivery"] != "stored":
+        if self.cfg.get("delivery") != "stored":
             self.delivery = None
             return None, None
         if self.delivery is None:
