@@ -24,16 +24,20 @@ PATH_HINT = [ "$$(command -v laterne)" = "$(abspath $(LATERNE))" ] || \
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,demo]'
+	$(PY) -m pip install -q -e '.[test,demo,parquet]'
 	touch $(STAMP)
-	@$(PATH_HINT)
+	@$(if $(filter setup,$(MAKECMDGOALS)),true,$(PATH_HINT))
 
-setup: $(STAMP) ## create .venv, install the tools and mosquitto (idempotent)
+setup: $(STAMP) ## create .venv, install the tools, mosquitto and PostgreSQL (idempotent)
 	@$(if $(filter setup,$(MAKECMDGOALS)),$(PATH_HINT),true)
 	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	  else echo "mosquitto is missing: run  sudo apt-get install mosquitto"; fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "PostgreSQL is missing: run  sudo apt-get install postgresql"; fi; }
 
 mpy32: $(MPY32) ## build the 32-bit MicroPython with the ESP32's heap shape (once, reused)
 

@@ -23,3 +23,21 @@ def broker():
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server (initdb into a temporary folder) for this test session."""
+    from host_tools.pgserver import PgServer
+    server = PgServer(durable=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server, request):
+    """A fresh empty database on the session's PostgreSQL server."""
+    import re
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_%d" % id(request)
+    return pg_server.create_database(name)

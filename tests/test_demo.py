@@ -16,7 +16,8 @@ from host_tools.demo.outage import Outage, outage_times
 from host_tools.demo.procs import Child, pids_mentioning, port_free
 from host_tools.demo.recorder import ReadingStore, Recorder, decode_readings
 from host_tools.demo.run import WorldClock
-from host_tools.demo.summary import format_summary, outage_report, seq_gaps, summarize
+from host_tools.demo.summary import (database_check, format_database, format_summary, outage_report,
+                                     seq_gaps, summarize)
 from host_tools.fleet import plot
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -318,3 +319,15 @@ def test_port_free_sees_a_listener():
         port = s.getsockname()[1]
         assert not port_free(port)
     assert port_free(port)
+
+
+def test_database_check_matches_counts_with_the_nodes_seqs():
+    report = {"nodes": {"lamp-001": {"last_seq": 40}, "lamp-002": {"last_seq": 12}}}
+    check = database_check({"lamp-001": (40, 1, 40), "lamp-002": (11, 1, 12)},
+                                   {"lamp-001": 40, "lamp-002": 10}, report)
+    assert check["nodes"]["lamp-001"]["match"] and not check["nodes"]["lamp-002"]["match"]
+    assert not check["ok"]
+    text = format_database(check)
+    assert "lamp-001          40        1-40        40 1-40, match" in text
+    assert "1-12, MISMATCH" in text and "READINGS MISSING" in text
+    assert database_check({}, {}, {"nodes": {"lamp-001": {"last_seq": 3}}})["ok"] is False

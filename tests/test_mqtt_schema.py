@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 
 import vclock
+from host_tools.ingest import service
 from laterne import flags, payload, timebase
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "mqtt.schema.json").read_text())
@@ -30,7 +31,7 @@ def state():
 
 STATUS_FIELDS = {
     "fw": "0.4.0", "boot": 4, "uptime_s": 300, "reset_cause": "power_on", "free_heap": 81234,
-    "rssi": -61, "spool_depth": 12, "dropped": 0, "corrupt": 0, "sensor": "ok",
+    "rssi": -61, "spool_depth": 12, "dropped": 0, "spool_first": 88, "corrupt": 0, "sensor": "ok",
     "sensor_errors": 0, "errors": 1, "last_error": "upload: MQTTTimeout: no PUBACK",
     "time_synced": True, "synced_at": 1700000300, "safe_mode": False, "config_source": "config",
     "wifi": True, "broker": "up", "power_mode": "always_on",
@@ -46,11 +47,14 @@ def real_messages():
         "status": json.loads(payload.status_json("lamp-001", STATUS_FIELDS)),
         "will": json.loads(payload.will_json("lamp-001")),
         "config_result": json.loads(payload.config_result_json("lamp-001", "r1", True, [], ["batch_size"])),
-        "config_set": {"id": "r1", "set": {"batch_size": 20, "sensor": {"iir": 4}}},
+        "config_set": {"id": "r1", "set": {"batch_size": 20, "sensor": {"iir": 4},
+                                           "delivery": "stored"}},
+        "stored": json.loads(service.stored_json("lamp-001", 1041)),
     }
 
 
-@pytest.mark.parametrize("name", ["readings", "status", "will", "config_result", "config_set"])
+@pytest.mark.parametrize("name", ["readings", "status", "will", "config_result", "config_set",
+                                  "stored"])
 def test_real_messages_validate(name):
     msg = real_messages()[name]
     validator(name).validate(msg)
@@ -92,6 +96,9 @@ BAD = [
     ("config_set", ("set",), {}), ("config_set", ("set", "wifi"), []),
     ("config_set", ("set", "batch_size"), 500), ("config_set", ("run",), "rm -rf"),
     ("config_result", ("ok",), "true"), ("config_result", ("errors",), ["x"]),
+    ("config_set", ("set", "delivery"), "database"), ("status", ("spool_first",), -1),
+    ("stored", ("seq",), 0), ("stored", ("seq",), "1041"), ("stored", ("node",), KeyError),
+    ("stored", ("online",), True),
 ]
 
 
@@ -100,3 +107,10 @@ def test_bad_messages_fail(name, path, value):
     msg = mutate(real_messages()[name], path, value)
     with pytest.raises(jsonschema.ValidationError):
         validator(name).validate(msg)
+
+
+def test_the_ingest_report_is_what_the_node_takes():
+    from laterne.delivery import StoredDelivery
+    policy = StoredDelivery("lamp-001", vclock.VClock(), "laterne/lamp-001/stored")
+    assert policy._parse(service.stored_json("lamp-001", 1041).encode()) == 1041
+    assert policy._parse(service.stored_json("lamp-002", 1041).encode()) is None

@@ -1,7 +1,8 @@
-# `make demo`: a broker on a free loopback port, a time-accelerated virtual fleet
-# (`laterne sim`) and the monitor's live table. One node loses its network for a while and
-# catches up afterwards. At the end (DURATION or Ctrl-C) everything is stopped, the readings go
-# to build/demo/readings.csv and build/demo/readings.png, and a summary is printed.
+# `make demo`: a broker on a free loopback port, `laterne ingest` into build/demo/laterne.db,
+# a time-accelerated virtual fleet (`laterne sim`, delivery "stored") and the monitor's live
+# table. One node loses its network for a while and catches up afterwards. At the end
+# (DURATION or Ctrl-C) everything is stopped, the readings go to build/demo/readings.csv and
+# build/demo/readings.png, and a summary is printed with the database's count per node.
 # Usage: python -m host_tools.demo --nodes N [--duration S] [--out DIR]
 import argparse
 import json
@@ -20,6 +21,7 @@ from host_tools.demo.outage import Outage, outage_times
 OUT = paths.BUILD / "demo"
 SAMPLE_S, UPLOAD_S, SCALE = 60, 120, 30  # a reading every 2 s, an upload every 4 s (real)
 STALE_S = 600  # virtual seconds without a reading before the table marks a node stale
+MAX_AHEAD_S = 366 * 86400  # virtual time runs ahead of the host: the ingest must accept it
 MIN_DURATION = 45
 
 
@@ -45,6 +47,8 @@ class Demo:
         self.outage = Outage(node, self.state / node / "link", *outage_times(duration))
         self.view = view
         self.sim = self.broker = self.recorder = self.broker_pid = self.world = None
+        self.ingest = None
+        self.db_path = out / "laterne.db"
         self.node_pids = set()
         self.stopping = False
         self.sim_cmd = [sys.executable, "-m", "host_tools.cli", "sim"]
@@ -65,11 +69,21 @@ class Demo:
         self.say("broker (%s) on %s" % (self.broker.kind, self.broker.url))
         self.recorder = Recorder("127.0.0.1", self.broker.port,
                                  listener=self.view.feed if self.view else None).start()
+        for old in self.out.glob("laterne.db*"):  # the fleet is new: so is its database
+            old.unlink()
+        self.ingest = procs.Child("ingest", [
+            sys.executable, "-m", "host_tools.cli", "ingest", "--broker", self.broker.url,
+            "--db", "sqlite:///%s" % self.db_path, "--client-id", "laterne-demo-ingest",
+            "--progress", "0", "--max-ahead", str(MAX_AHEAD_S)],
+            log_path=str(self.out / "ingest.log"))
+        self.say("laterne ingest stores every reading in %s" % shown(self.db_path))
+        config = self.out / "sim-config.json"
+        config.write_text(json.dumps({"delivery": "stored"}))
         self.sim = procs.Child("sim", self.sim_cmd + [
             "--nodes", str(len(self.nodes)), "--broker", self.broker.url,
             "--state", str(self.state), "--sample-interval", str(SAMPLE_S),
-            "--upload-interval", str(UPLOAD_S), "--time-scale", str(SCALE)],
-            log_path=str(self.out / "sim.log"))
+            "--upload-interval", str(UPLOAD_S), "--time-scale", str(SCALE),
+            "--config", str(config)], log_path=str(self.out / "sim.log"))
         self.say("%d virtual nodes (%s..%s) run the firmware; virtual time runs x%d: a reading "
                  "every %d s of virtual time arrives every %g s" % (
                      len(self.nodes), self.nodes[0], self.nodes[-1], SCALE, SAMPLE_S,
@@ -81,7 +95,9 @@ class Demo:
         self.collect_node_pids()
         run = {"pid": os.getpid(), "state": str(self.state),
                "broker_port": self.broker.port if self.broker else None,
-               "broker_pid": self.broker_pid, "pids": {"sim": self.sim.pid if self.sim else None},
+               "broker_pid": self.broker_pid,
+               "pids": {"sim": self.sim.pid if self.sim else None,
+                        "ingest": self.ingest.pid if self.ingest else None},
                "node_pids": sorted(self.node_pids), "outage": self.outage.as_dict()}
         (self.out / "run.json").write_text(json.dumps(run, indent=1))
 
@@ -167,6 +183,8 @@ class Demo:
         time.sleep(0.5)  # let the last acknowledged batch reach the recorder
         if self.recorder is not None:
             self.recorder.stop()
+        if self.ingest is not None:  # SIGTERM: it commits what it received, then leaves
+            self.ingest.stop(timeout=20)
         left = procs.kill_and_wait(procs.pids_mentioning(str(self.state)))
         if self.broker is not None:
             self.broker.stop()
@@ -196,10 +214,25 @@ class Demo:
             self.say("wrote %s" % shown(png_path))
         report = summary.summarize(rows, self.nodes, outage)
         print(summary.format_summary(report), flush=True)
+        stored = self.database_report(report)
         if outage and outage["up_ts"] is None:
             self.say("stopped while %s was still offline; run longer to see its backlog "
                      "drain" % outage["node"])
-        return report["ok"]
+        return report["ok"] and stored
+
+    def database_report(self, report):
+        """Print the database's count per node against the nodes' seqs; True when they match."""
+        from host_tools.ingest import db
+        if not self.db_path.exists():
+            self.say("the ingest wrote no database (%s):\n%s" % (
+                shown(self.db_path), self.ingest.log_tail() if self.ingest else ""))
+            return False
+        with db.open_db("sqlite:///%s" % self.db_path, create=False) as database:
+            check = summary.database_check(database.node_counts(), database.watermarks(),
+                                                report)
+        print("database %s (laterne ingest):" % shown(self.db_path))
+        print(summary.format_database(check), flush=True)
+        return check["ok"]
 
 
 def shown(path):

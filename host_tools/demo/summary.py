@@ -1,6 +1,7 @@
 # What the demo proves, computed from the readings it recorded: readings per node, gaps in
-# each node's seq numbers, and whether the node that lost its network delivered every reading
-# it took while offline once the link was back. Pure functions over rows (dicts with node,
+# each node's seq numbers, whether the node that lost its network delivered every reading
+# it took while offline once the link was back, and whether the ingest's database holds each
+# node's seqs 1..last exactly once. Pure functions over rows (dicts with node,
 # seq, ts, received) and an outage dict (node, down_ts, up_ts in virtual Unix seconds).
 
 
@@ -66,4 +67,29 @@ def format_summary(report):
                          % (o["node"], o["taken_offline"], len(o["missing"]),
                             o["readings_after"]))
     lines.append("result: %s" % ("no reading lost" if report["ok"] else "READINGS MISSING"))
+    return "\n".join(lines)
+
+
+def database_check(counts, stored, report):
+    """counts: node -> (readings, lowest seq, highest seq) in the database; stored: node ->
+    its `stored` watermark; report: summarize()'s. A node matches when the database holds
+    exactly its seqs 1..N, N being the highest seq the node delivered."""
+    nodes = {}
+    for node, seen in report["nodes"].items():
+        n, lo, hi = counts.get(node, (0, None, None))
+        nodes[node] = {"readings": n, "first_seq": lo, "last_seq": hi,
+                       "stored": stored.get(node, 0), "node_last_seq": seen["last_seq"],
+                       "match": n == seen["last_seq"] and lo == 1 and hi == seen["last_seq"]}
+    return {"nodes": nodes, "ok": bool(nodes) and all(v["match"] for v in nodes.values())}
+
+
+def format_database(check):
+    lines = ["%-10s %9s %11s %9s %s" % ("node", "in db", "seq", "stored", "the node's seqs")]
+    for node, n in check["nodes"].items():
+        span = "-" if not n["readings"] else "%d-%d" % (n["first_seq"], n["last_seq"])
+        lines.append("%-10s %9d %11s %9d %s" % (node, n["readings"], span, n["stored"],
+                                                 "1-%d, match" % n["node_last_seq"] if n["match"]
+                                                 else "1-%d, MISMATCH" % n["node_last_seq"]))
+    lines.append("database: %s" % ("every reading once" if check["ok"]
+                                   else "READINGS MISSING OR EXTRA"))
     return "\n".join(lines)

@@ -45,21 +45,26 @@ def check_prefix(prefix):
 
 
 class Connection:
-    """paho client subscribed to the fleet topics; messages arrive in `self.inbox`."""
+    """paho client subscribed to the fleet topics; messages arrive in `self.inbox`.
+    The ingest passes `filters` (topic filters), `persistent` (a session the broker keeps, with
+    PUBACKs sent by the caller: client.ack) and `handler` (called with each paho message)."""
 
     def __init__(self, url, prefix, username=None, password=None, cafile=None,
-                 client_id=None):
+                 client_id=None, filters=None, persistent=False, handler=None):
         import paho.mqtt.client as mqtt
         self.host, self.port, tls, url_user = parse_broker_url(url)
         self.where = "%s:%d" % (self.host, self.port)
         self.prefix = check_prefix(prefix)
+        self.filters = filters or [self.prefix + "/+/readings", self.prefix + "/+/status"]
         self.inbox = queue.Queue()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.refused = None
         self.up = False
+        self.connects = 0  # successful connections so far (a reconnect counts)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or "laterne-monitor-%d" % id(self))
+                                  client_id=client_id or "laterne-monitor-%d" % id(self),
+                                  clean_session=not persistent, manual_ack=persistent)
         user = username or url_user
         if user:
             self.client.username_pw_set(user, password)
@@ -72,7 +77,8 @@ class Connection:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = lambda c, u, mid, codes, props: self.subscribed.set()
-        self.client.on_message = lambda c, u, msg: self.inbox.put((msg.topic, msg.payload))
+        self.client.on_message = (lambda c, u, msg: handler(msg)) if handler else (
+            lambda c, u, msg: self.inbox.put((msg.topic, msg.payload)))
         self.client.reconnect_delay_set(1, 30)
 
     def _on_connect(self, client, userdata, flags, reason, props):
@@ -81,7 +87,9 @@ class Connection:
             self.connected.set()
             return
         self.up = True
-        client.subscribe([(self.prefix + "/+/readings", 1), (self.prefix + "/+/status", 1)])
+        self.connects += 1
+        # always: a broker that lost its state lost our subscriptions with it
+        client.subscribe([(f, 1) for f in self.filters])
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason, props):

@@ -92,6 +92,17 @@ def test_make_demo_runs_the_fleet_through_an_outage_and_cleans_up(tmp_path):
     assert p.returncode == 0, log[-3000:]
     assert "loses its network" in log and "network back" in log
     assert "Traceback" not in log
+    # the ingest ran too: the database holds every node's seqs 1..last once
+    assert "database: every reading once" in log
+    from host_tools.ingest import db
+    with db.open_db("sqlite:///%s" % (out / "laterne.db"), create=False) as database:
+        counts, stored = database.node_counts(), database.watermarks()
+    for i in range(nodes):
+        node = "lamp-%03d" % (i + 1)
+        n, lo, hi = counts[node]
+        assert (n, lo) == (hi, 1) and re.search(r"^%s\s+%d\s+1-%d\s+\d+ 1-%d, match$"
+                                                % (node, n, n, n), log, re.M), node
+        assert stored[node] > 10
 
     run = json.loads((out / "run.json").read_text())
     rows = list(csv.DictReader(open(out / "readings.csv")))
@@ -129,7 +140,7 @@ def test_make_demo_runs_the_fleet_through_an_outage_and_cleans_up(tmp_path):
     assert len({tuple(px[:3]) for px in img.reshape(-1, img.shape[2])[::7]}) > 10
 
     # nothing left behind: by the pids it recorded, by its state folder, by the port
-    pids = [run["pids"]["sim"], run["broker_pid"]] + run["node_pids"]
+    pids = [run["pids"]["sim"], run["pids"]["ingest"], run["broker_pid"]] + run["node_pids"]
     assert run["node_pids"] and run["broker_pid"]
     assert [pid for pid in pids if alive(pid)] == []
     assert _cmdlines_mentioning(run["state"]) == []

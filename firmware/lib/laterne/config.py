@@ -52,6 +52,7 @@ SCHEMA = (
     ("ntp_servers", ("list", ["pool.ntp.org"], ("hostport", None, 0, 4))),
     ("sensor", ("obj", {}, _SENSOR)),
     ("power_mode", ("enum", "always_on", ("always_on", "deep_sleep"))),
+    ("delivery", ("enum", "broker", ("broker", "stored"))),
     ("spool_bytes", ("int", 262144, (32768, 4194304))),
     ("rtc_fast_path", ("bool", False, None)),
     ("backoff_min_s", ("int", 2, (1, 3600))),
@@ -62,7 +63,7 @@ SCHEMA = (
 SECRET_KEYS = ("wifi[].password", "broker.username", "broker.password")
 REMOTE_KEYS = ("sample_interval_s", "upload_interval_s", "status_interval_s", "batch_size",
                "sensor.temp_offset_centi", "sensor.osrs_t", "sensor.osrs_p", "sensor.osrs_h",
-               "sensor.iir", "power_mode")
+               "sensor.iir", "power_mode", "delivery")
 MAX_BYTES = 8192  # a config file larger than this is refused unread
 
 

@@ -65,11 +65,13 @@ class Node:
         tb = self.timebase
         s = self.sensor
         rssi = self.hw.wifi.rssi() if self.uplink.is_up() else None
+        oldest = self.spool.peek(1)  # every lower seq has left the spool (see docs/mqtt.md)
         return {
             "fw": VERSION, "boot": self.boot,
             "uptime_s": self.clock.ticks_diff(self.clock.ticks_ms(), self.started) // 1000,
             "reset_cause": self.hw.reset_cause(), "free_heap": self.hw.free_heap(),
             "rssi": rssi, "spool_depth": self.spool.depth(), "dropped": self.spool.dropped,
+            "spool_first": oldest[0][0] if oldest else self.spool.next_seq,
             "corrupt": self.spool.corrupt, "sensor": s.state if s else "missing",
             "sensor_errors": s.errors if s else 0, "errors": self.errors,
             "last_error": self.last_error or self.uplink.last_error,

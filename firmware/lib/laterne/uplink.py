@@ -1,6 +1,7 @@
 # The node's way out: Wi-Fi, then the clock (NTP), then the MQTT session, each retried with
 # exponential backoff and full jitter; never a reboot. `drain` sends the spool in batches with
-# several QoS 1 messages in flight and releases readings only when their PUBACK arrived.
+# several QoS 1 messages in flight and releases readings only when their PUBACK arrived (with
+# `delivery: "stored"` only once the ingest also reported them stored: laterne/delivery.py).
 from laterne import backoff, mqttclient, net, payload, timebase
 
 
@@ -11,7 +12,9 @@ class Uplink:
         self.cfg = cfg
         self.node_id = node_id
         self.timebase = clock_state
-        self.on_message = on_message
+        self.on_message = self._route     # the MQTT client's callback
+        self._app_message = on_message
+        self.delivery = None              # laterne.delivery.StoredDelivery in "stored" mode
         self.log = log
         self.backoff = backoff.Backoff(cfg["backoff_min_s"], cfg["backoff_max_s"], rand)
         self.mqtt = None          # the MQTT client, connected or not
@@ -142,7 +145,7 @@ class Uplink:
         clock = self.clock
         topic = self.topic("readings")
         window = []           # [pid, last_seq, acked] in send order
-        sent_upto = None      # last seq handed to the broker in this drain
+        policy, sent_upto = self._delivery_begin(spool)  # sent_upto: last seq handed over
         acked = 0
         start = clock.ticks_ms()
         while self.client is client:
@@ -170,6 +173,32 @@ class Uplink:
                 last = entry[1]
                 acked += entry[3]
             if last is not None:
-                spool.ack(last)
+                if policy is None:
+                    spool.ack(last)
+                else:
+                    policy.acked_upto(last)
             feed()
         return acked
+
+    # -- delivery "stored" (laterne/delivery.py) ---------------------------------------------
+    def _delivery_begin(self, spool):
+        """(policy or None, seq to send after): the policy while the config says "stored"
+        (a remote change takes effect at the next drain); None releases at PUBACK."""
+        if self.cfg.get("delivery") != "stored":
+            self.delivery = None
+            return None, None
+        if self.delivery is None:
+            from laterne.delivery import StoredDelivery
+            self.delivery = StoredDelivery(self.node_id, self.clock, self.topic("stored"))
+        try:
+            return self.delivery, self.delivery.begin(self, spool)
+        except Exception as e:  # the subscription failed: the link is dropped, drain ends
+            self.drop(e)
+            return self.delivery, None
+
+    def _route(self, topic, message):
+        d = self.delivery
+        if d is not None and topic == d.topic:
+            d.on_report(message)
+        else:
+            self._app_message(topic, message)
