@@ -14,7 +14,7 @@ import vselect
 from bme280_sim import BME280Sim
 from laterne import config, mqttclient
 from laterne.hw.platform import Platform
-from test_spool import fresh_root  # noqa: F401 (a new littlefs or temp dir per test)
+import test_spool
 
 BOARD = {"name": "test-board", "i2c": {"id": 0, "sda": 21, "scl": 22, "freq": 400000},
          "bme280_address": 0x76}
@@ -27,6 +27,13 @@ class Board(Platform):
     def free_heap(self):
         import gc
         return gc.mem_free() if hasattr(gc, "mem_free") else 0
+
+
+def fresh_root():
+    """A new empty littlefs (MicroPython) or temporary folder (CPython) per test."""
+    import gc
+    gc.collect()  # the previous one's RAM block device: room for the next in one piece
+    return test_spool.fresh_root()
 
 
 def power_on(root, uid=b"\x24\x0a\xc4\x00\x00\x01", clock=None, aps=((SSID, PASSWORD),),

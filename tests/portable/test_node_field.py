@@ -161,3 +161,189 @@ def test_slow_dns_never_starves_the_watchdog():
         network.env.dns_ms = 0
         ntp.close()
         b.close()
+
+
+def wake(clock, sleep_ms, drift=0.0, scale=None):
+    """The chip sleeps `sleep_ms` and wakes: a new boot whose ticks start again, RTC memory
+    and the RTC kept; the RTC, counting on its RC oscillator meanwhile, gains `drift`."""
+    state = machine.board.state_bytes()
+    new = vclock.VClock(scale=scale)
+    new.set_time(clock.time_ns() // 1000000000 + int(sleep_ms * (1 + drift)) // 1000)
+    uid = machine.board.uid
+    devices = dict(machine.board.devices)
+    machine.board.power_on(uid=uid, clock=new)
+    machine.board.devices.update(devices)
+    machine.board.load_state(state)
+    machine.board.after_reset(machine.DEEPSLEEP_RESET)
+    network.env.clock = new
+    return new
+
+
+def deep_sleep_once(hw, cfg, root, log=lambda m: None):
+    n = node.Node(hw, cfg, "config", root, log=log)
+    try:
+        n.run_once_deep_sleep()
+    except machine.BoardReset as e:
+        assert e.cause == machine.DEEPSLEEP_RESET
+        return n, e.sleep_ms
+    raise AssertionError("a deep-sleep wake must end in deep sleep")
+
+
+def retry_wakes(uid, wakes=40):
+    """Wake indexes at which a deep-sleeping node whose Wi-Fi is gone tries to connect."""
+    root = nodekit.fresh_root()
+    clock = nodekit.power_on(root, uid=uid, aps=())
+    cfg = nodekit.node_config(power_mode="deep_sleep", sample_interval_s=60,
+                              upload_interval_s=60, backoff_min_s=2, backoff_max_s=600)
+    tried = []
+    for k in range(wakes):
+        hw = nodekit.Board(root, clock)
+        real = hw.wifi.connect
+
+        def connect(*args, **kw):
+            tried.append(k)
+            return real(*args, **kw)
+
+        hw.wifi.connect = connect
+        n, sleep_ms = deep_sleep_once(hw, cfg, root)
+        clock = wake(clock, sleep_ms)
+    return tried
+
+
+def test_deep_sleep_keeps_the_backoff_across_wakes_with_jitter():
+    a = retry_wakes(b"\x24\x0a\xc4\x00\x00\x01")
+    b = retry_wakes(b"\x24\x0a\xc4\x00\x00\x02")
+    for tried in (a, b):
+        assert len(tried) <= 25, tried               # not one attempt per wake
+        gaps = [y - x for x, y in zip(tried, tried[1:])]
+        assert max(gaps) >= 3, tried                 # the waits grow across wakes
+    assert a != b, (a, b)                            # and differ between nodes
+
+
+def test_deep_sleep_resyncs_and_bounds_the_rtc_drift():
+    """A deep-sleeping node whose RTC gains 1 % while asleep (15 minutes a day): the error
+    stays below drift * (RESYNC_S + upload_interval_s) instead of growing without bound."""
+    b = nodekit.ScriptedBroker()
+    world = [0]  # true Unix time at the start of the current wake, and its clock
+    clocks = []
+
+    def now_unix():
+        return world[0] + clocks[-1].now_us() // 1000000
+
+    ntp = nodekit.NtpServer(now_unix)
+    try:
+        root = nodekit.fresh_root()
+        clock = nodekit.power_on(root, clock=vclock.VClock(scale=100))
+        clocks.append(clock)
+        world[0] = 1750000000
+        cfg = broker_cfg(b, power_mode="deep_sleep", sample_interval_s=300, upload_interval_s=300,
+                         ntp_servers=[ntp.server()])
+        worst = 0
+        for k in range(60):  # five hours
+            hw = nodekit.Board(root, clock)
+            if k:
+                worst = max(worst, abs(hw.time_unix() - now_unix()))
+            n, sleep_ms = deep_sleep_once(hw, cfg, root)
+            world[0] = now_unix() + sleep_ms // 1000
+            clock = wake(clock, sleep_ms, drift=0.01, scale=100)
+            clocks.append(clock)
+        from laterne import uplink
+        bound = (uplink.RESYNC_S + 300) * 0.01 + 2
+        assert worst <= bound, (worst, bound)
+        assert 5 <= ntp.queries <= 8, ntp.queries  # about once an hour, not every wake
+    finally:
+        ntp.close()
+        b.close()
+
+
+def test_brownout_loop_enters_radio_off_safe_mode_and_is_reported_once_online():
+    from laterne import bootguard
+    writes = []
+    real_write = bootguard.write_text
+
+    def counting_write(path, text):
+        writes.append(path)
+        real_write(path, text)
+
+    bootguard.write_text = counting_write
+    b = nodekit.ScriptedBroker()
+    try:
+        root = nodekit.fresh_root()
+        cfg = broker_cfg(b, safe_mode={"crashes": 3, "window_s": 600, "safe_s": 600})
+        clock = nodekit.power_on(root, clock=vclock.VClock(scale=100))
+        hw = nodekit.Board(root, clock)  # a normal power-on boot that lives: no brownout
+        assert hw.boot_guard(3, 600, 600) is None
+        hw.boot_stable()
+        assert len(writes) == 2  # flash wear: counted at boot, cleared once stable
+        for k in range(3):  # then every boot dies when Wi-Fi starts: power_on each time
+            clock = nodekit.power_on(root, clock=vclock.VClock(scale=100))
+            hw = nodekit.Board(root, clock)
+            reason = hw.boot_guard(3, 600, 600)
+        assert reason == "brownout loop"
+        assert len(writes) == 5
+        n = node.Node(hw, node.safe_mode_config(cfg), "config", root, log=lambda m: None)
+        n.safe_mode = reason
+        try:
+            n.run()  # radio off: nothing browns out; safe mode ends after safe_s
+        except machine.BoardReset as e:
+            assert e.cause == machine.HARD_RESET
+        assert not b.links  # the radio stayed off
+        machine.board.after_reset(machine.HARD_RESET)
+        hw = nodekit.Board(root, clock)
+        assert hw.boot_guard(3, 600, 600) is None
+        n = node.Node(hw, cfg, "config", root, log=lambda m: None)
+        assert n.upload()
+        n.publish_status()
+        first, later = b.wait_published("status", 3)[:2]
+        assert b'"brownout_loops": 1' in first and b"brownout_loops" not in later
+    finally:
+        bootguard.write_text = real_write
+        b.close()
+
+
+def test_power_on_raises_the_rtc_to_the_clock_floor_but_readings_stay_flagged():
+    from laterne import flags
+    root = nodekit.fresh_root()
+    timebase.store_floor(root, 1750000000)
+    clock = nodekit.power_on(root)
+    hw = nodekit.Board(root, clock)
+    assert hw.time_unix() < timebase.CLOCK_VALID_AFTER   # the RTC reads 2000
+    n = node.Node(hw, nodekit.node_config(), "config", root, log=lambda m: None)
+    assert hw.time_unix() >= 1750000000 and not n.timebase.synced()
+    assert n.health()["clock"] == "floor"
+    n.sample()
+    row = n.spool.peek(1)[0]
+    assert row[3] & flags.TIME_RELATIVE                  # not dated by the floor
+
+
+def test_tls_without_ntp_or_floor_waits_for_the_clock_and_says_why():
+    root = nodekit.fresh_root()
+    clock = nodekit.power_on(root)
+    hw = nodekit.Board(root, clock)
+    logs = []
+    ca = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    cfg = nodekit.node_config(broker={"host": "127.0.0.1", "port": 8883, "tls": True, "ca": ca})
+    n = node.Node(hw, cfg, "config", root, log=logs.append)
+    assert not n.upload()
+    h = n.health()
+    assert h["clock"] == "unset" and "TLS waits for the clock" in h["last_error"], h
+    assert any("TLS waits for the clock" in line for line in logs)
+
+
+def test_ntp_raises_the_clock_floor_at_most_once_a_day():
+    ntp_time = [1750000000]
+    ntp = nodekit.NtpServer(lambda: ntp_time[0])
+    try:
+        root = nodekit.fresh_root()
+        clock = nodekit.power_on(root, clock=vclock.VClock(scale=100))
+        hw = nodekit.Board(root, clock)
+        n = node.Node(hw, nodekit.node_config(ntp_servers=[ntp.server()]), "config", root,
+                      log=lambda m: None)
+        hw.wifi.connect([{"ssid": nodekit.SSID, "password": nodekit.PASSWORD}], None, 15000)
+        assert n.uplink.sync_time() and timebase.load_floor(root) >= 1750000000
+        ntp_time[0] += 3600
+        assert n.uplink.sync_time() and timebase.load_floor(root) < 1750003600
+        ntp_time[0] += 86400
+        assert n.uplink.sync_time() and timebase.load_floor(root) >= 1750090000
+    finally:
+        ntp.close()

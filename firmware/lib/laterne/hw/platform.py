@@ -162,7 +162,13 @@ class Platform:
         self.i2c = None
         self.power_on_pending = False  # this power-on boot has not yet proven it was no brownout
         self.floor = None              # the clock floor on flash (Unix seconds), once read
-        random.seed(int.from_bytes(self.uid, "little") ^ clock.ticks_us())
+        # every byte of the id counts: seed() keeps only a machine word, and the first bytes
+        # of a MAC (the vendor's) are the same across the fleet
+        seed = 0
+        for b in self.uid:
+            seed = (seed * 31 + b) & 0x3FFFFFFF
+        random.seed(seed ^ clock.ticks_us())
+        random.random()  # MicroPython's first number after seed() hardly depends on the seed
         self.random = random.random
 
     def _load_board(self):
