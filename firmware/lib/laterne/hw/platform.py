@@ -167,7 +167,8 @@ class Platform:
         seed = 0
         for b in self.uid:
             seed = (seed * 31 + b) & 0x3FFFFFFF
-        random.seed(seed ^ clock.ticks_us())
+        # the RTC too: deep-sleep wakes boot alike, the same ticks_us every time
+        random.seed(seed ^ clock.ticks_us() ^ clock.time() & 0x3FFFFFFF)
         random.random()  # MicroPython's first number after seed() hardly depends on the seed
         self.random = random.random
 
@@ -347,3 +348,10 @@ def repl_session(lease_ms=REPL_LEASE_MS):
     counted as a crash. main.py sets it back when the node runs again."""
     RtcRegion(machine.RTC(), RTC_CRASH, 3).write(AT_REPL)
     machine.WDT(timeout=lease_ms).feed()
+
+
+def raise_clock_floor(unix, root=""):
+    """A tool session tells the node the host's time: with it as a floor a node that never
+    reached NTP can still check TLS certificate dates. At most one flash write a day."""
+    if unix >= timebase.load_floor(root) + FLOOR_STEP_S:
+        timebase.store_floor(root, unix)
