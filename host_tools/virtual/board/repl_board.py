@@ -86,7 +86,7 @@ def main(state, mode, cause):
     reset_file = open(state + "/reset.json", "w")
     rtc_file = open(state + "/rtc.bin", "wb")
     wdt_file = open(state + "/wdt", "w")
-    published = [None, 0]  # deadline last written, host ns of that write
+    published = [None, 0, None]  # deadline last written, host ns of that write, its timeout
 
     def save_rtc():
         data = board.state_bytes()
@@ -99,9 +99,10 @@ def main(state, mode, cause):
         now = host_time.time_ns()
         deadline = 0 if left is None else now + int(left * 1000000 // scale)
         # a feed moves the deadline on: write it at most every 0.2 s (the bridge allows 1 s)
-        if deadline and published[0] and deadline > published[0] and now - published[1] < 200000000:
+        if (deadline and published[0] and deadline > published[0]
+                and board.wdt_timeout_ms == published[2] and now - published[1] < 200000000):
             return
-        published[0], published[1] = deadline, now
+        published[0], published[1], published[2] = deadline, now, board.wdt_timeout_ms
         wdt_file.seek(0)
         wdt_file.write("%20d" % deadline)
         wdt_file.flush()
