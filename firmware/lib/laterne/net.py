@@ -39,6 +39,8 @@ def _tls_reason(e):
     text = " ".join((str(e) or repr(e)).split())
     low = text.lower()
     # mbedtls gives short texts or bare negative codes; OpenSSL longer ones
+    if "validity" in low or "expired" in low:  # the dates, checked against the node's clock
+        return "server certificate not valid at the node's clock time (%s)" % text
     if "hostname" in low or "cn)" in low or "common name" in low:
         return "server certificate is for another host name (%s)" % text
     if "verif" in low or "-9984" in text or "x509" in low or "certificate" in low:
