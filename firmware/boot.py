@@ -3,7 +3,7 @@
 try:
     import machine
     if machine.reset_cause() == machine.SOFT_RESET:
-        from laterne.hw.platform import repl_session
+        from laterne.hw.repl import repl_session
         repl_session()
 except Exception:
     pass

@@ -5,7 +5,7 @@ import sys
 import time
 
 from laterne import config, node
-from laterne.hw.platform import Platform, repl_session
+from laterne.hw.platform import Platform
 
 WATCHDOG_MS = 120000
 
@@ -42,6 +42,7 @@ def run():
 try:
     run()
 except KeyboardInterrupt:
+    from laterne.hw.repl import repl_session
     repl_session()  # the watchdog cannot be stopped: give the person at the REPL time
     print("stopped: REPL")
 except Exception as e:

@@ -18,13 +18,13 @@ del _m
 
 
 # Every session starts here. The ESP32's watchdog cannot be stopped and survives soft resets:
-# the node's firmware leases it to the REPL (laterne.hw.platform.repl_session, also called
+# the node's firmware leases it to the REPL (laterne.hw.repl.repl_session, also called
 # on Ctrl-C and from boot.py), so the session is not cut and its reset is no crash; the
 # host's time becomes the node's clock floor (for TLS before NTP answers). A board without
 # the firmware has neither and no armed watchdog: nothing to do there.
 SESSION_START = """\
 try:
-    from laterne.hw.platform import raise_clock_floor, repl_session
+    from laterne.hw.repl import raise_clock_floor, repl_session
     repl_session()
     raise_clock_floor(%d)
 except Exception:

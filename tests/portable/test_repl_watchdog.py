@@ -2,18 +2,18 @@
 # soft resets, so a person or tool at the REPL gets it as a lease, and the reset that ends a
 # forgotten session is not counted toward safe mode.
 import machine
-from laterne.hw import platform
+from laterne.hw import repl
 
 import nodekit
 
-LEASE = platform.REPL_LEASE_MS
+LEASE = repl.LEASE_MS
 
 
 def test_repl_session_leases_the_watchdog_instead_of_stopping_it():
     root = nodekit.fresh_root()
     hw = nodekit.Board(root, nodekit.power_on(root))
     hw.arm_watchdog(120000)                      # the node runs ...
-    platform.repl_session()                      # ... Ctrl-C: a person takes the REPL
+    repl.repl_session()                      # ... Ctrl-C: a person takes the REPL
     assert machine.board.wdt_timeout_ms == LEASE
     hw.clock.sleep_ms(LEASE - 1000)              # a long session is not cut
     try:
@@ -31,7 +31,7 @@ def test_resets_that_end_repl_sessions_never_enter_safe_mode():
         hw = nodekit.Board(root, clock)
         assert hw.boot_guard(3, 600, 3600) is None
         hw.arm_watchdog(120000)
-        platform.repl_session()
+        repl.repl_session()
         hw.clock.sleep_ms(100000)
     machine.board.after_reset(machine.WDT_RESET)  # while a real watchdog reset still counts
     for _ in range(2):

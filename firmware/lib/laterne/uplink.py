@@ -14,13 +14,13 @@ except ImportError:
 
 # Worst cases of each phase. getaddrinfo blocks up to ~7 s per DNS server and no socket
 # timeout bounds it; TCP connect, TLS handshake, CONNACK and SUBACK get 10 s each.
-DNS_MS = const(8000)
-NTP_MS = const(11000)               # DNS + 3 s for the answer, per server
-MQTT_MS = const(48000)              # DNS + TCP + TLS + CONNACK + SUBACK
-CONNECT_BUDGET_MS = const(110000)   # the whole path; the watchdog (120 s) is fed between phases
-STABLE_LINK_MS = const(60000)       # a link that lived this long resets the backoff
+_DNS_MS = const(8000)
+_NTP_MS = const(11000)               # DNS + 3 s for the answer, per server
+_MQTT_MS = const(48000)              # DNS + TCP + TLS + CONNACK + SUBACK
+_CONNECT_BUDGET_MS = const(110000)   # the whole path; the watchdog (120 s) is fed between phases
+_STABLE_LINK_MS = const(60000)       # a link that lived this long resets the backoff
 RESYNC_S = const(3600)              # NTP again after this (the RTC drifts minutes a day asleep)
-NTP_RETRY_S = const(600)            # while NTP never answered, ask again this often
+_NTP_RETRY_S = const(600)            # while NTP never answered, ask again this often
 
 
 class Uplink:
@@ -83,12 +83,12 @@ class Uplink:
         start = clock.ticks_ms()
 
         def left():
-            return CONNECT_BUDGET_MS - clock.ticks_diff(clock.ticks_ms(), start)
+            return _CONNECT_BUDGET_MS - clock.ticks_diff(clock.ticks_ms(), start)
 
         self.state = "wifi"
         if not hw.wifi.isconnected():
             hw.wifi.connect(cfg["wifi"], cfg["static_ip"], 15000, hw.feed,
-                            CONNECT_BUDGET_MS - MQTT_MS)
+                            _CONNECT_BUDGET_MS - _MQTT_MS)
         hw.feed()
         if self.sync_due():
             self.sync_time(left)
@@ -98,14 +98,12 @@ class Uplink:
         if broker["tls"]:
             if not self.timebase.synced() and hw.time_unix() < timebase.CLOCK_VALID_AFTER:
                 # mbedtls checks certificate dates against the RTC, which reads 2000 now
-                raise OSError("TLS waits for the clock: no NTP answer yet and no time floor "
-                              "on flash to check the broker certificate's dates against")
+                raise OSError("TLS waits for the clock: no NTP answer, no time floor on flash")
             if self._tls is None:
                 self._tls = net.make_tls_context(broker["ca"])
             ctx = self._tls
-        if left() < MQTT_MS:
-            raise OSError("connect budget used up before the broker (%d s)"
-                          % (CONNECT_BUDGET_MS // 1000))
+        if left() < _MQTT_MS:
+            raise OSError("connect time used up before the broker")
 
         def open_link():
             sock = net.open_socket(broker["host"], broker["port"], 10000, ctx,
@@ -125,8 +123,8 @@ class Uplink:
             client.connect()
         except Exception as e:
             if ctx is not None and not self.timebase.synced():
-                raise OSError("%s: %s (the certificate was checked against the clock floor: "
-                              "NTP has not answered)" % (type(e).__name__, e))
+                raise OSError("%s: %s (checked against the clock floor: no NTP yet)"
+                              % (type(e).__name__, e))
             raise
         hw.feed()
         self.client = client
@@ -138,18 +136,18 @@ class Uplink:
         self.last_error = None
 
     def sync_due(self):
-        """NTP is due: never answered (asked again every NTP_RETRY_S) or older than RESYNC_S."""
+        """NTP is due: never answered (asked again every _NTP_RETRY_S) or older than RESYNC_S."""
         tb = self.timebase
         if tb.synced():
             return tb.now_unix() - tb.synced_at >= RESYNC_S
-        return self.ntp_tried is None or tb.uptime_s() - self.ntp_tried >= NTP_RETRY_S
+        return self.ntp_tried is None or tb.uptime_s() - self.ntp_tried >= _NTP_RETRY_S
 
     def sync_time(self, left=None):
         """Ask the configured NTP servers in turn; True when one answered. With `left`, stop
         while the connect budget still has room for the broker."""
         self.ntp_tried = self.timebase.uptime_s()
         for server in self.cfg["ntp_servers"]:
-            if left is not None and left() < NTP_MS + MQTT_MS:
+            if left is not None and left() < _NTP_MS + _MQTT_MS:
                 self.log("ntp: skipped, the connect budget is used up")
                 break
             host, port = server, 123
@@ -182,7 +180,7 @@ class Uplink:
             self.client = None
         self.state = "down"
         if self.up_since is not None and self.clock.ticks_diff(
-                self.clock.ticks_ms(), self.up_since) >= STABLE_LINK_MS:
+                self.clock.ticks_ms(), self.up_since) >= _STABLE_LINK_MS:
             self.backoff.reset()
         self.up_since = None
         delay = int(self.backoff.next_delay())

@@ -25,7 +25,6 @@ RTC_SPOOL = 64                    # ... and the rest for the spool's optional fa
 RTC_SIZE = 2048
 CRASHED = b"\x01"                 # the crash handler resets: the next boot counts a crash
 AT_REPL = b"\x02"                 # a person or tool holds the REPL: a watchdog reset is no crash
-REPL_LEASE_MS = 1800000           # the REPL's watchdog: a node left at the REPL resumes after it
 FLOOR_STEP_S = 86400              # the clock floor on flash is raised at most once a day
 
 
@@ -340,18 +339,3 @@ class Platform:
         if spec:
             machine.Pin(spec["pin"], machine.Pin.OUT).value(bool(on) != bool(spec["active_low"]))
 
-
-def repl_session(lease_ms=REPL_LEASE_MS):
-    """A person or tool took the REPL (Ctrl-C, or a soft reset into it: see boot.py). The
-    watchdog cannot be stopped and survives soft resets (machine_wdt.c), so it is set to the
-    lease instead of the node's 120 s, and the reset that ends a forgotten session is not
-    counted as a crash. main.py sets it back when the node runs again."""
-    RtcRegion(machine.RTC(), RTC_CRASH, 3).write(AT_REPL)
-    machine.WDT(timeout=lease_ms).feed()
-
-
-def raise_clock_floor(unix, root=""):
-    """A tool session tells the node the host's time: with it as a floor a node that never
-    reached NTP can still check TLS certificate dates. At most one flash write a day."""
-    if unix >= timebase.load_floor(root) + FLOOR_STEP_S:
-        timebase.store_floor(root, unix)
