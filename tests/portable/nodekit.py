@@ -72,8 +72,16 @@ def node_config(**over):
     return cfg
 
 
-def free_port():
-    return random.randrange(20000, 60000)
+def bind_free(sock):
+    """Bind to a free loopback port (MicroPython's sockets cannot tell which port 0 got)."""
+    for _ in range(20):
+        port = random.randrange(20000, 60000)
+        try:
+            sock.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            return port
+        except OSError:
+            continue
+    raise OSError("no free port")
 
 
 def _frames(buf):
@@ -116,13 +124,7 @@ class ScriptedBroker:
         self.running = True
         self.srv = socket.socket()
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        for _ in range(20):
-            self.port = free_port()
-            try:
-                self.srv.bind(socket.getaddrinfo("127.0.0.1", self.port)[0][-1])
-                break
-            except OSError:
-                continue
+        self.port = bind_free(self.srv)
         self.srv.listen(4)
         self.srv.settimeout(0.1)
         _thread.start_new_thread(self._serve, ())
@@ -209,13 +211,7 @@ class NtpServer:
         self.queries = 0
         self.running = True
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for _ in range(20):
-            self.port = free_port()
-            try:
-                self.sock.bind(socket.getaddrinfo("127.0.0.1", self.port)[0][-1])
-                break
-            except OSError:
-                continue
+        self.port = bind_free(self.sock)
         self.sock.settimeout(0.1)
         _thread.start_new_thread(self._serve, ())
 
