@@ -9,7 +9,6 @@ from laterne.spool import Spool
 from laterne.uplink import Uplink
 
 _current = None  # the running node, for `snapshot()` from the REPL (laterne check)
-STABLE_S = 60     # a power-on boot that lived this long was no brownout
 IDLE_MS = 30000   # longest sleep with the link down (the watchdog is fed in between)
 
 
@@ -195,8 +194,7 @@ class Node:
             self.hw.feed()
             now = clock.ticks_ms()
             up = tb.uptime_s()
-            if up >= STABLE_S:
-                self.hw.boot_stable()
+            self.hw.boot_stable()
             if leave_safe_s is not None and up >= leave_safe_s:
                 self.log("safe mode over: restarting")
                 self.hw.reset()
@@ -234,7 +232,7 @@ class Node:
             if self.guard("upload", self.upload):
                 self.hw.mark_uploaded()
             self.uplink.close()
-        self.hw.boot_stable()  # it got this far: whatever reset it last was no brownout
+        self.hw.boot_stable(True)
         self.hw.deepsleep(self.next_sample_delay_ms(cfg["sample_interval_s"]))
 
 

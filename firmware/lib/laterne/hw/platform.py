@@ -26,6 +26,7 @@ RTC_SIZE = 2048
 CRASHED = b"\x01"                 # the crash handler resets: the next boot counts a crash
 AT_REPL = b"\x02"                 # a person or tool holds the REPL: a watchdog reset is no crash
 FLOOR_STEP_S = 86400              # the clock floor on flash is raised at most once a day
+RADIO_SETTLE_MS = 10000           # a boot alive this long after joining Wi-Fi was no brownout
 
 
 class RtcRegion:
@@ -63,10 +64,22 @@ class Wifi:
     def __init__(self, clock=time):
         self.wlan = network.WLAN(network.STA_IF)
         self.clock = clock
+        self.before_start = None  # called once before the radio starts (brownout watch)
+        self.ended = None         # ticks_ms when the last connect() ended
 
     def connect(self, networks, static_ip, timeout_ms, feed=None, budget_ms=None):
         """Join the first network that answers; each gets timeout_ms, all of them together
         at most budget_ms. Raises OSError naming the last failure."""
+        wlan = self.wlan
+        clock = self.clock
+        if self.before_start is not None:
+            self.before_start()
+        try:
+            self._join(networks, static_ip, timeout_ms, feed, budget_ms)
+        finally:
+            self.ended = clock.ticks_ms()
+
+    def _join(self, networks, static_ip, timeout_ms, feed, budget_ms):
         wlan = self.wlan
         clock = self.clock
         wlan.active(True)
@@ -159,7 +172,7 @@ class Platform:
         self.wdt = None
         self.board = self._load_board()
         self.i2c = None
-        self.power_on_pending = False  # this power-on boot has not yet proven it was no brownout
+        self.radio_pending = False     # this power-on boot's radio started and has not settled
         self.floor = None              # the clock floor on flash (Unix seconds), once read
         # every byte of the id counts: seed() keeps only a machine word, and the first bytes
         # of a MAC (the vendor's) are the same across the fleet
@@ -271,17 +284,25 @@ class Platform:
         reason = "crash loop" if safe else None
         if self.cause == "power_on" and not safe:
             # a brownout resets as power_on and clears RTC memory: count on flash instead
-            self.power_on_pending = True
+            self.wifi.before_start = self._radio_starting
             if bootguard.count_power_on(self.root, max_crashes):
                 safe, record, reason = True, bootguard.encode(0, now, now + safe_s), "brownout loop"
         region.write(record)
         return reason
 
-    def boot_stable(self):
-        """This boot lived long enough (or went to sleep normally): it was no brownout."""
-        if self.power_on_pending:
-            self.power_on_pending = False
-            bootguard.power_on_stable(self.root)
+    def _radio_starting(self):
+        self.wifi.before_start = None
+        bootguard.radio_starting(self.root, True)
+        self.radio_pending = True
+
+    def boot_stable(self, sleeping=False):
+        """Called often: once the radio of a power-on boot has been up (or tried) for
+        RADIO_SETTLE_MS, or when it goes to deep sleep, this boot was no brownout."""
+        w = self.wifi
+        if self.radio_pending and (sleeping or w.ended is not None and self.clock.ticks_diff(
+                self.clock.ticks_ms(), w.ended) >= RADIO_SETTLE_MS):
+            self.radio_pending = False
+            bootguard.radio_starting(self.root, False)
 
     def brownout_loops(self):
         return bootguard.brownout_loops(self.root)
