@@ -29,7 +29,7 @@ def run():
                          cfg["safe_mode"]["safe_s"])
     if safe:
         cfg = node.safe_mode_config(cfg)
-        print("safe mode: crash loop detected; radio off, slow sampling, REPL available")
+        print("safe mode: %s detected; radio off, slow sampling, REPL available" % safe)
     hw.arm_watchdog(WATCHDOG_MS)
     n = node.Node(hw, cfg, source)
     n.safe_mode = safe
@@ -42,6 +42,8 @@ def run():
 try:
     run()
 except KeyboardInterrupt:
+    from laterne.hw.repl import repl_session
+    repl_session()  # the watchdog cannot be stopped: give the person at the REPL time
     print("stopped: REPL")
 except Exception as e:
     node.save_crash("", e)

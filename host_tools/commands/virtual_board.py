@@ -12,10 +12,13 @@ def add_arguments(parser):
     parser.add_argument("--no-sensor", action="store_true", help="no BME280 on the I2C bus")
     parser.add_argument("--node-id", default="vboard",
                         help="name the board's unique id (MAC) is derived from")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="the board's clock runs this many times faster (default 1)")
 
 
 def run(args):
     print("virtual board: Ctrl-C to stop; try  mpremote connect %s  or  laterne check --port %s"
           % (args.pty, args.pty), flush=True)
     return pty_board.run_board(args.pty, args.state, sensor=not args.no_sensor,
-                                node_id=args.node_id, log=lambda m: print(m, flush=True))
+                               node_id=args.node_id, log=lambda m: print(m, flush=True),
+                               scale=args.time_scale)

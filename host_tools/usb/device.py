@@ -17,6 +17,21 @@ del _m
 """
 
 
+# Every session starts here. The ESP32's watchdog cannot be stopped and survives soft resets:
+# the node's firmware leases it to the REPL (laterne.hw.repl.repl_session, also called
+# on Ctrl-C and from boot.py), so the session is not cut and its reset is no crash; the
+# host's time becomes the node's clock floor (for TLS before NTP answers). A board without
+# the firmware has neither and no armed watchdog: nothing to do there.
+SESSION_START = """\
+try:
+    from laterne.hw.repl import raise_clock_floor, repl_session
+    repl_session()
+    raise_clock_floor(%d)
+except Exception:
+    pass
+"""
+
+
 def _explain(exc, port):
     from host_tools.serial_hints import explain_serial_error
     err = explain_serial_error(exc, port)
@@ -71,6 +86,7 @@ class Device:
                 self.transport.enter_raw_repl(soft_reset=self.soft_reset,
                                               timeout_overall=self.timeout)
             self._resync()
+            self.transport.exec_raw(SESSION_START % int(time.time()), timeout=self.timeout)
         except (TransportError, serial.SerialException, OSError) as e:
             self.close()
             raise _explain(e, self.port) from None

@@ -4,6 +4,8 @@
 # The unix port exits where an ESP32 soft-reboots (Ctrl-D) or resets; the bridge then prints
 # what the board would ("MPY: soft reboot"), restarts the process and, when the reset came
 # from the raw REPL, brings the new process back to the raw REPL without showing its banner.
+# The watchdog keeps running at the REPL and across soft resets, as on the ESP32: the bridge
+# resets a board whose deadline (STATE/wdt, written by the board) has passed.
 import ctypes
 import errno
 import fcntl
@@ -70,8 +72,9 @@ def _child_setup():
 
 
 class VirtualBoard:
-    def __init__(self, pty_path, state_dir, sensor=True, node_id="vboard", log=None):
+    def __init__(self, pty_path, state_dir, sensor=True, node_id="vboard", log=None, scale=1):
         self.pty_path = Path(pty_path)
+        self.scale = scale
         self.state = Path(state_dir).resolve()
         self.sensor = sensor
         self.node_id = node_id
@@ -98,7 +101,7 @@ class VirtualBoard:
         fs.mkdir(parents=True, exist_ok=True)
         (fs / "lib").mkdir(exist_ok=True)
         spec = {"uid": uid_for(self.node_id).hex(), "sensor": self.sensor,
-                "node_id": self.node_id,
+                "node_id": self.node_id, "scale": self.scale,
                 "preload": [n for n in STAND_INS if (paths.VBOARD / (n + ".py")).exists()]}
         (self.state / "vboard.json").write_text(json.dumps(spec))
         self.master, self.slave = os.openpty()
@@ -116,6 +119,7 @@ class VirtualBoard:
     def _spawn(self, mode, cause):
         self.mode = mode
         (self.state / "reset.json").unlink(missing_ok=True)
+        (self.state / "wdt").unlink(missing_ok=True)  # the new process says what it has
         master, slave = _child_pty()
         env = paths.micropython_env()
         env["MICROPYPATH"] = os.pathsep.join([str(paths.VBOARD), ".frozen"])
@@ -131,6 +135,7 @@ class VirtualBoard:
         self.raw_sent = False
         self.resetting = False
         self.wedge_reset = False
+        self.wdt_fired = False
         self.futex_since = None
         self.sigint_sent = False  # only a Ctrl-C can wedge it: /proc is not polled before
         self.ready = False  # input waits until the interpreter can take it (see UP_MARK)
@@ -181,9 +186,22 @@ class VirtualBoard:
             self.log("board hung after Ctrl-C: watchdog reset")
             self.child.kill()
             self.wedge_reset = True
+        if self.child_fd is not None and not self.resetting and self._watchdog_expired():
+            self.log("watchdog reset (not fed in time)")
+            self.child.kill()
+            self.wdt_fired = True
+            self.ready = False
         if self.wake_at is not None and time.monotonic() >= self.wake_at:
             self.wake_at = None
             self._spawn("friendly", "deep_sleep")
+
+    def _watchdog_expired(self):
+        """The board's watchdog deadline (host ns, 0: not running) passed a second ago."""
+        try:
+            deadline = int((self.state / "wdt").read_text().strip() or 0)
+        except (OSError, ValueError):
+            return False
+        return not self.wdt_fired and 0 < deadline < time.time_ns() - 1000000000
 
     def _wedged(self):
         """True when the single-threaded interpreter has waited on a futex for over 1.5 s."""
@@ -362,7 +380,8 @@ class VirtualBoard:
             reset = json.loads((self.state / "reset.json").read_text() or "{}")
         except (OSError, ValueError):
             pass
-        cause = reset.get("cause") if self.resetting else (3 if self.wedge_reset else None)
+        cause = reset.get("cause") if self.resetting else (
+            3 if self.wedge_reset or self.wdt_fired else None)
         if code == 0:  # Ctrl-D at either REPL
             self._send(b"MPY: soft reboot\r\n")
             self._spawn(self.mode, "soft")
@@ -405,13 +424,15 @@ class VirtualBoard:
             pass
 
 
-def run_board(pty_path, state_dir, sensor=True, node_id="vboard", log=print):
-    """Run a virtual board in this process until SIGINT/SIGTERM."""
+def run_board(pty_path, state_dir, sensor=True, node_id="vboard", log=print, scale=1):
+    """Run a virtual board in this process until SIGINT/SIGTERM; its clock runs `scale` times
+    faster than the host's (tests: the watchdog's 120 s in seconds)."""
     try:
         paths.micropython_exe()
     except FileNotFoundError:
         raise UserError("the MicroPython unix port is not installed", "run `make setup`")
-    board = VirtualBoard(pty_path, state_dir, sensor=sensor, node_id=node_id, log=log)
+    board = VirtualBoard(pty_path, state_dir, sensor=sensor, node_id=node_id, log=log,
+                         scale=scale)
     old = {s: signal.signal(s, board.stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         board.open()

@@ -32,7 +32,8 @@ def _ca(cn, now):
 
 
 def make(dirpath):
-    """Write ca.pem, server.pem, server.key, other_ca.pem into dirpath; return their paths."""
+    """Write ca.pem, server.pem, server.key, other_ca.pem and bundle.pem (other_ca, then ca)
+    into dirpath; return their paths."""
     d = Path(dirpath)
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key, ca = _ca("laterne test CA", now)
@@ -47,9 +48,10 @@ def make(dirpath):
                 critical=False)
             .sign(ca_key, hashes.SHA256()))
     paths = {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key",
-             "other_ca": d / "other_ca.pem"}
+             "other_ca": d / "other_ca.pem", "bundle": d / "bundle.pem"}
     paths["ca"].write_bytes(_pem(ca))
     paths["other_ca"].write_bytes(_pem(other))
+    paths["bundle"].write_bytes(_pem(other) + _pem(ca))
     paths["cert"].write_bytes(_pem(cert))
     paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
                                                serialization.PrivateFormat.TraditionalOpenSSL,

@@ -35,13 +35,14 @@ class Board:
 
 
 @contextmanager
-def running_board(tmp_path, sensor=True, node_id="vb-test", state=None):
+def running_board(tmp_path, sensor=True, node_id="vb-test", state=None, extra=()):
     pty = tmp_path / ("board-%s.pty" % node_id)
     state = state or tmp_path / "state"
     cmd = [sys.executable, "-m", "host_tools.cli", "virtual-board", "--pty", str(pty),
            "--state", str(state), "--node-id", node_id]
     if not sensor:
         cmd.append("--no-sensor")
+    cmd += list(extra)
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     board = Board(pty, state, proc)

@@ -68,8 +68,16 @@ class FakeClient:
 
 
 class Hw:
+    """What Uplink asks of the hardware when no link is made: the clock, the kept backoff."""
+
     def __init__(self, clock):
         self.clock = clock
+
+    def load_backoff(self):
+        return 0, 0
+
+    def save_backoff(self, attempts, retry_after):
+        pass
 
 
 def make(mode, n=10):

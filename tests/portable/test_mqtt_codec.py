@@ -164,10 +164,26 @@ def test_malformed_inputs_raise_protocol_error():
 
 def test_oversized_packet_refused_before_buffering():
     dec = Decoder(100)
-    # header says 1000 bytes: refused as soon as the length is known
-    e = raises(MQTTProtocolError, list, dec.feed(b"\x30\xe8\x07"))
+    # a SUBACK whose header says 1000 bytes: refused as soon as the length is known
+    e = raises(MQTTProtocolError, list, dec.feed(b"\x90\xe8\x07"))
     assert "1000" in str(e)
     assert decode_all(b"\x30" + bytes([100]) + b"\x00\x01t" + b"x" * 97, 100)[0][2] == b"x" * 97
+
+
+def test_oversized_publish_is_skipped_keeping_topic_and_packet_id():
+    # 1000-byte QoS 1 retained PUBLISH on a 100-byte decoder, then a PINGRESP: the PUBLISH
+    # comes out without payload (so it can be answered), the stream stays in step
+    body = b"\x00\x0alamp/c/set\x00\x07"
+    body += b"y" * (1000 - len(body))
+    stream = b"\x33\xe8\x07" + body + b"\xd0\x00"
+    for chunk in (1, 7, 64, 4096):
+        dec = Decoder(100)
+        got = []
+        for i in range(0, len(stream), chunk):
+            got += list(dec.feed(stream[i:i + chunk]))
+        assert got == [(mqtt.PUBLISH, "lamp/c/set", None, 1, True, False, 7),
+                       (mqtt.PINGRESP,)], chunk
+        assert dec.pending() == 0 and dec.skip == 0
 
 
 def test_five_length_bytes_named_as_such():

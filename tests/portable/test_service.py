@@ -42,7 +42,7 @@ def facts(root):
     saved = sys.modules.get("time"), platform.time
     sys.modules["time"] = platform.time = clock
     try:
-        return service.facts(platform.Platform(root), root)
+        return service.facts(platform.Platform(root, clock), root)
     finally:
         sys.modules["time"], platform.time = saved
 

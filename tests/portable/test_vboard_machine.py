@@ -151,3 +151,30 @@ def test_identity_and_pins():
     machine.lightsleep(20)
     machine.idle()
     assert machine.board.clock.now_us() - before >= 20000
+
+
+def test_watchdog_is_the_esp32_one_no_deinit_survives_soft_reset():
+    board = fresh()
+    wdt = machine.WDT(timeout=2000)
+    assert not hasattr(wdt, "deinit")
+    machine.WDT(timeout=60000)                 # a second WDT() only sets a new timeout
+    board.clock.sleep_ms(30000)
+    board.after_reset(machine.SOFT_RESET)      # a soft reset keeps it running
+    e = raises(machine.BoardReset, board.clock.sleep_ms, 31000)
+    assert e.cause == machine.WDT_RESET
+    machine.WDT(timeout=2000)
+    board.after_reset(machine.HARD_RESET)      # a chip reset ends it
+    board.clock.sleep_ms(10000)
+
+
+def test_watchdog_and_rtc_memory_survive_a_process_restart_across_a_soft_reset():
+    board = fresh()
+    machine.WDT(timeout=10000)
+    machine.RTC().memory(b"flag")
+    board.clock.sleep_ms(4000)
+    saved = board.state_bytes() + bytes(7)     # runners pad the state to one size
+    board.power_on(uid=UID)
+    board.load_state(saved)
+    board.after_reset(machine.SOFT_RESET)
+    assert machine.RTC().memory() == b"flag" and 5990 <= board.wdt_left_ms() <= 6000
+    raises(machine.BoardReset, board.clock.sleep_ms, 6100)

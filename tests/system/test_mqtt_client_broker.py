@@ -224,6 +224,13 @@ def test_tls_with_configured_ca(tls_broker):
     c.disconnect()
 
 
+def test_tls_with_a_ca_bundle_whose_right_ca_comes_second(tls_broker):
+    b, paths = tls_broker
+    c = client(b.port, host="localhost", ctx=net.make_tls_context(paths["bundle"].read_text()))
+    c.connect()
+    c.disconnect()
+
+
 def test_tls_wrong_ca_refused_clearly(tls_broker):
     b, paths = tls_broker
     ctx = net.make_tls_context(str(paths["other_ca"]))  # a path works too
@@ -295,6 +302,8 @@ def test_micropython_broker_garbage(reply, later, exc):
 def test_micropython_tls(tls_broker):
     b, paths = tls_broker
     assert run_mp("tls", b.port, paths["ca"], "localhost") == {"error": None, "acked": True}
+    # mbedtls reads one certificate per buffer: a bundle must be loaded certificate by certificate
+    assert run_mp("tls", b.port, paths["bundle"], "localhost") == {"error": None, "acked": True}
     r = run_mp("tls", b.port, paths["other_ca"], "localhost")
     assert r["error"] == "MQTTConnectionError" and "not trusted by the configured CA" in r["reason"]
     r = run_mp("tls", b.port, paths["ca"], "127.0.0.1", "evil.example")

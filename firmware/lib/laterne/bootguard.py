@@ -1,9 +1,13 @@
-# Crash-loop detection. A small checksummed record in RTC memory counts crash resets
-# (watchdog, panic, reset after an unhandled exception) inside a time window. RTC memory is
-# lost on power-on, so a lamp whose power flickers is never mistaken for a crash loop, and
-# nothing on flash (least of all the config) is touched.
+# Boot-loop detection. A small checksummed record in RTC memory counts crash resets
+# (watchdog, panic, reset after an unhandled exception) inside a time window. A brownout
+# (a weak supply when Wi-Fi starts) resets the chip as power_on and clears RTC memory, so
+# brownout loops are counted in a tiny file on flash instead: power-on boots in a row that
+# died while their radio was starting. Power cut at any other moment (a lamp switched off, a
+# flicker) does not count. The file is written about twice per power-on boot (radio starting,
+# radio settled), never on other boots; the config is never touched.
 import struct
 
+from laterne import read_text, write_text
 from laterne.spoolrec import crc16
 
 _MAGIC = 0x4C42  # "LB"
@@ -41,3 +45,46 @@ def judge(raw, cause, now, max_crashes, window_s, safe_s):
             return True, encode(0, now, now + safe_s)
         return False, encode(crashes, start, 0)
     return False, encode(crashes, start, 0)
+
+
+BROWNOUT_FILE = "brownout"  # "<boots that died starting the radio, in a row> <loops not yet
+#                             reported> <1 while this power-on boot's radio is starting>"
+
+
+def _load_brownout(root):
+    try:
+        short, loops, starting = read_text(root + BROWNOUT_FILE, "0 0 0").split()
+        return int(short), int(loops), int(starting)
+    except ValueError:
+        return 0, 0, 0
+
+
+def _store_brownout(root, record):
+    write_text(root + BROWNOUT_FILE, "%d %d %d" % record)
+
+
+def count_power_on(root, limit):
+    """A power-on boot. True when the last `limit` boots in a row all died while their radio
+    was starting: a brownout loop (the count then starts again)."""
+    short, loops, starting = old = _load_brownout(root)
+    short = short + 1 if starting else 0
+    looped = short >= limit
+    if looped:
+        short, loops = 0, loops + 1
+    if (short, loops, 0) != old:
+        _store_brownout(root, (short, loops, 0))
+    return looped
+
+
+def radio_starting(root, starting):
+    """The radio of a power-on boot starts (True), or started and the boot lived on (False)."""
+    short, loops, _ = _load_brownout(root)
+    _store_brownout(root, (0 if not starting else short, loops, 1 if starting else 0))
+
+
+def brownout_loops(root, reported=False):
+    """Brownout loops not yet reported; with reported=True, forget them."""
+    short, loops, starting = _load_brownout(root)
+    if reported and loops:
+        _store_brownout(root, (short, 0, starting))
+    return loops

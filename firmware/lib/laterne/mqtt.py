@@ -221,6 +221,8 @@ class Decoder:
     then call `take()` until it returns None (more bytes needed). Packets are tuples:
       (CONNACK, session_present, rc)      (PUBLISH, topic_str, payload_bytes, qos, retain, dup, pid)
       (PUBACK, pid)  (SUBACK, pid, codes_bytes)  (UNSUBACK, pid)  (PINGRESP,)
+    A PUBLISH larger than max_packet comes out with payload None: its topic and packet id are
+    kept (so it can be answered), its payload is dropped unread as it streams in.
     """
 
     def __init__(self, max_packet=4096):
@@ -229,9 +231,10 @@ class Decoder:
         self.mv = memoryview(self.buf)
         self.start = 0
         self.end = 0
+        self.skip = 0  # bytes still to drop of an oversized PUBLISH
 
     def reset(self):
-        self.start = self.end = 0
+        self.start = self.end = self.skip = 0
 
     def pending(self):
         return self.end - self.start
@@ -263,7 +266,7 @@ class Decoder:
                     break
                 yield p
 
-    def _header(self):
+    def _header(self, oversize_ok=False):
         """(body_start, remaining_length) once the fixed header is complete, else None."""
         buf = self.buf
         i = self.start + 1
@@ -282,12 +285,17 @@ class Decoder:
                 raise MQTTProtocolError("remaining length longer than 4 bytes")
         if i - self.start - 1 > remaining_length_size(n):
             raise MQTTProtocolError("remaining length not minimally encoded")
-        if n > self.max_packet:
+        if n > self.max_packet and not oversize_ok:
             raise MQTTProtocolError("packet of %d bytes exceeds the %d byte limit" % (n, self.max_packet))
         return i, n
 
     def take(self):
+        if self.skip:
+            k = min(self.skip, self.end - self.start)
+            self.skip -= k
+            self.start += k
         if self.end == self.start:
+            self.start = self.end = 0
             return None
         first = self.buf[self.start]
         kind = first >> 4
@@ -300,10 +308,12 @@ class Decoder:
                 raise MQTTProtocolError("reserved flags set in packet type %d" % kind)
         else:
             raise MQTTProtocolError("unexpected packet type %d from broker" % kind)
-        h = self._header()
+        h = self._header(kind == PUBLISH)
         if h is None:
             return None
         i, n = h
+        if n > self.max_packet:
+            return self._oversized(flags, i, n)
         end = i + n
         if end > self.end:
             return None
@@ -311,6 +321,21 @@ class Decoder:
         if self.start == self.end:
             self.start = self.end = 0
         return self._parse(kind, flags, i, n)
+
+    def _oversized(self, flags, i, n):
+        """Topic and packet id of a PUBLISH too large to keep; its payload is skipped."""
+        qos = (flags >> 1) & 3
+        if self.end - i < 2:
+            return None
+        head = 2 + self._u16(i) + (2 if qos else 0)
+        if i + head > len(self.buf):
+            raise MQTTProtocolError("PUBLISH topic of %d bytes" % (head - 2))
+        if self.end - i < head:
+            return None
+        p = self._parse(PUBLISH, flags, i, head)
+        self.start = i + head
+        self.skip = n - head
+        return (PUBLISH, p[1], None, qos, p[4], p[5], p[6])
 
     def _u16(self, i):
         return (self.buf[i] << 8) | self.buf[i + 1]

@@ -15,7 +15,8 @@ class MQTTRefused(MQTTError):
     """The broker answered CONNACK with a non-zero return code (`rc`)."""
 
     def __init__(self, rc):
-        MQTTError.__init__(self, "broker refused connection: %s (%d)" % (mqtt.CONNACK_CODES[rc], rc))
+        # super(): MicroPython's exception classes have no __init__ attribute to call directly
+        super().__init__("broker refused connection: %s (%d)" % (mqtt.CONNACK_CODES[rc], rc))
         self.rc = rc
 
 

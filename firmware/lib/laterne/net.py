@@ -39,6 +39,8 @@ def _tls_reason(e):
     text = " ".join((str(e) or repr(e)).split())
     low = text.lower()
     # mbedtls gives short texts or bare negative codes; OpenSSL longer ones
+    if "validity" in low or "expired" in low:  # the dates, checked against the node's clock
+        return "server certificate not valid at the node's clock time (%s)" % text
     if "hostname" in low or "cn)" in low or "common name" in low:
         return "server certificate is for another host name (%s)" % text
     if "verif" in low or "-9984" in text or "x509" in low or "certificate" in low:
@@ -60,34 +62,37 @@ def make_tls_context(cadata_or_path, verify=True):
     ctx.verify_mode = ssl.CERT_REQUIRED
     if cadata_or_path is None:
         raise TLSError("TLS verification needs a CA certificate")
-    der = _ca_der(cadata_or_path)
-    try:
-        ctx.load_verify_locations(cadata=der)
-    except Exception as e:
-        raise TLSError("CA certificate not usable: %s" % (str(e) or repr(e)))
+    # mbedtls parses one DER certificate per call and ignores what follows it
+    # (modtls_mbedtls.c: load_verify_locations -> mbedtls_x509_crt_parse, which appends to the
+    # chain): a bundle is loaded one certificate at a time.
+    for der in _ca_ders(cadata_or_path):
+        try:
+            ctx.load_verify_locations(cadata=der)
+        except Exception as e:
+            raise TLSError("CA certificate not usable: %s" % (str(e) or repr(e)))
     return ctx
 
 
-def _ca_der(src):
-    """DER bytes of the CA certificate(s): MicroPython's ssl takes only DER (CPython takes
+def _ca_ders(src):
+    """DER bytes of each CA certificate: MicroPython's ssl takes only DER (CPython takes
     both), so PEM is converted here."""
     if isinstance(src, str):
         if "-----BEGIN" not in src:
             with open(src, "rb") as f:
-                return _ca_der(f.read())
+                return _ca_ders(f.read())
         src = src.encode()
     src = bytes(src)
     if b"-----BEGIN" not in src:
-        return src
-    der = b""
+        return [src]
+    ders = []
     for block in src.split(b"-----BEGIN CERTIFICATE-----")[1:]:
         end = block.find(b"-----END CERTIFICATE-----")
         if end < 0:
             raise TLSError("CA certificate: PEM block without END line")
         try:
-            der += binascii.a2b_base64(b"".join(block[:end].split()))
+            ders.append(binascii.a2b_base64(b"".join(block[:end].split())))
         except ValueError:
             raise TLSError("CA certificate: PEM body is not base64")
-    if not der:
+    if not ders:
         raise TLSError("CA certificate: no CERTIFICATE block in the PEM text")
-    return der
+    return ders

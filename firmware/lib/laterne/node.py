@@ -4,31 +4,17 @@
 import os
 import sys
 
-from laterne import VERSION, config, payload, timebase
+from laterne import VERSION, config, payload, read_text, timebase, write_text
 from laterne.spool import Spool
 from laterne.uplink import Uplink
 
 _current = None  # the running node, for `snapshot()` from the REPL (laterne check)
+IDLE_MS = 30000   # longest sleep with the link down (the watchdog is fed in between)
 
 
 def snapshot():
     """Health fields of the node running in this interpreter, or None."""
     return _current.health() if _current is not None else None
-
-
-def _read_int(path, default):
-    try:
-        with open(path) as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return default
-
-
-def _write_text(path, text):
-    tmp = path + ".new"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, path)  # littlefs renames atomically over the old file
 
 
 class Node:
@@ -41,11 +27,14 @@ class Node:
         self.root = root
         self.log = log
         self.node_id = cfg["node_id"]
-        self.boot = (_read_int(root + "boot", 0) + 1) & 0xFFFF
-        _write_text(root + "boot", str(self.boot))
+        text = read_text(root + "boot", "0")
+        self.boot = ((int(text) if text.isdigit() else 0) + 1) & 0xFFFF
+        write_text(root + "boot", str(self.boot))
         self.timebase = timebase.ClockState(self.clock, self.boot)
         if hw.clock_known():
-            self.timebase.mark_synced(hw.time_unix())
+            self.timebase.mark_synced(hw.time_unix(), hw.last_sync_unix())
+        else:
+            hw.apply_clock_floor()  # for TLS only: readings keep boot-relative time
         self.spool = Spool(root, cfg["spool_bytes"], rtc=hw.rtc_spool(),
                            rtc_loss_ok=cfg["rtc_fast_path"])
         self.errors = 0
@@ -56,7 +45,6 @@ class Node:
         self.safe_mode = False
         self.crash_report = self._take_crash_report()
         self.pending_results = []
-        self.started = self.clock.ticks_ms()
         self.drained_once = False
         _current = self
 
@@ -68,7 +56,7 @@ class Node:
         oldest = self.spool.peek(1)  # every lower seq has left the spool (see docs/mqtt.md)
         return {
             "fw": VERSION, "boot": self.boot,
-            "uptime_s": self.clock.ticks_diff(self.clock.ticks_ms(), self.started) // 1000,
+            "uptime_s": tb.uptime_s(),
             "reset_cause": self.hw.reset_cause(), "free_heap": self.hw.free_heap(),
             "rssi": rssi, "spool_depth": self.spool.depth(), "dropped": self.spool.dropped,
             "spool_first": oldest[0][0] if oldest else self.spool.next_seq,
@@ -76,7 +64,8 @@ class Node:
             "sensor_errors": s.errors if s else 0, "errors": self.errors,
             "last_error": self.last_error or self.uplink.last_error,
             "time_synced": tb.synced(), "synced_at": tb.synced_at,
-            "safe_mode": self.safe_mode, "config_source": self.cfg_source,
+            "clock": self.uplink.clock_source(),
+            "safe_mode": bool(self.safe_mode), "config_source": self.cfg_source,
             "wifi": self.hw.wifi.isconnected(), "broker": self.uplink.state,
             "power_mode": self.cfg["power_mode"],
         }
@@ -121,7 +110,13 @@ class Node:
         fields = self.health()
         if self.crash_report:
             fields["crash"] = self.crash_report
+        brownouts = self.hw.brownout_loops()
+        if brownouts:
+            fields["brownout_loops"] = brownouts
         self.uplink.publish("status", payload.status_json(self.node_id, fields), True, 1)
+        self.hw.keep_clock_floor()
+        if brownouts:
+            self.hw.brownouts_reported()
         if self.crash_report:
             self.crash_report = None
             try:
@@ -134,6 +129,8 @@ class Node:
         if not self.uplink.ensure():
             return False
         self.hw.feed()
+        if self.uplink.sync_due():  # a link that stays up for days resyncs too
+            self.uplink.sync_time()
         self.publish_status()
         self.uplink.drain(self.spool, self.cfg["batch_size"], self.hw.feed, 60000)
         drained = self.uplink.is_up() and self.spool.depth() == 0
@@ -154,6 +151,8 @@ class Node:
             return
         request_id = None
         try:
+            if message is None:  # larger than the packet buffer: its payload was not read
+                raise ValueError("config/set: message exceeds %d bytes" % payload.CONFIG_SET_MAX)
             request_id, patch = payload.parse_config_set(message)
             new_cfg, errors = config.apply_remote(self.cfg, patch)
             if not errors:
@@ -176,28 +175,29 @@ class Node:
     def next_sample_delay_ms(self, interval_s):
         """Milliseconds to the next multiple of the interval on the wall clock (or uptime)."""
         now = self.timebase.now_unix()
-        if now is None:
-            up = self.clock.ticks_diff(self.clock.ticks_ms(), self.started)
-            return interval_s * 1000 - up % (interval_s * 1000)
-        ms = self.hw.time_unix_ms()
         period = interval_s * 1000
-        return period - ms % period
+        if now is None:
+            return period - self.timebase.phase_ms(interval_s)
+        return period - self.hw.time_unix_ms() % period
 
     def run(self):
         """Always-on mode: never returns."""
         clock = self.clock
         cfg = self.cfg
+        tb = self.timebase
         next_sample = clock.ticks_add(clock.ticks_ms(), self.next_sample_delay_ms(cfg["sample_interval_s"]))
         next_upload = clock.ticks_ms()
         next_status = clock.ticks_add(clock.ticks_ms(), cfg["status_interval_s"] * 1000)
-        leave_safe = None
+        leave_safe_s = None  # safe mode lasts up to 7 days: seconds, not ticks (2**29 ms max)
         if self.safe_mode:  # after its time, restart into normal operation and report it
-            leave_safe = clock.ticks_add(clock.ticks_ms(), (cfg["safe_mode"]["safe_s"] + 1) * 1000)
+            leave_safe_s = cfg["safe_mode"]["safe_s"] + 1
         self.sample()  # one reading right away: a node that just got power shows life
         while True:
             self.hw.feed()
             now = clock.ticks_ms()
-            if leave_safe is not None and clock.ticks_diff(now, leave_safe) >= 0:
+            up = tb.uptime_s()
+            self.hw.boot_stable()
+            if leave_safe_s is not None and up >= leave_safe_s:
                 self.log("safe mode over: restarting")
                 self.hw.reset()
             if clock.ticks_diff(now, next_sample) >= 0:
@@ -207,15 +207,16 @@ class Node:
                 if self.guard("upload", self.upload):
                     next_upload = clock.ticks_add(now, cfg["upload_interval_s"] * 1000)
                 else:  # try again when the backoff allows; keep sampling meanwhile
-                    next_upload = clock.ticks_add(now, 1000)
+                    next_upload = clock.ticks_add(now, self.uplink.retry_in_ms())
             if clock.ticks_diff(now, next_status) >= 0 and self.uplink.is_up():
                 self.guard("status", self.publish_status)
                 next_status = clock.ticks_add(now, cfg["status_interval_s"] * 1000)
-            wait = min(clock.ticks_diff(next_sample, clock.ticks_ms()), 1000)
+            now = clock.ticks_ms()
+            wait = min(clock.ticks_diff(next_sample, now), clock.ticks_diff(next_upload, now))
             if self.uplink.is_up():
-                self.guard("service", self.service, max(wait, 0))
+                self.guard("service", self.service, max(min(wait, 1000), 0))
             elif wait > 0:
-                clock.sleep_ms(wait)
+                clock.sleep_ms(min(wait, IDLE_MS))
 
     def guard(self, where, step, *args):
         try:
@@ -233,6 +234,7 @@ class Node:
             if self.guard("upload", self.upload):
                 self.hw.mark_uploaded()
             self.uplink.close()
+        self.hw.boot_stable(True)
         self.hw.deepsleep(self.next_sample_delay_ms(cfg["sample_interval_s"]))
 
 

@@ -4,9 +4,10 @@
 import socket
 import struct
 
-from laterne import flags
+from laterne import flags, read_text, write_text
 
 EPOCH_OFFSET = 946684800   # seconds from 1970-01-01 to 2000-01-01 (the ESP32 epoch)
+CLOCK_VALID_AFTER = 1704067200  # 2024-01-01: an RTC earlier than this was never set
 NTP_DELTA = 2208988800     # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
 
 
@@ -21,46 +22,63 @@ def to_unix(device_value, device_epoch_year, per_second=1):
 
 class ClockState:
     """What this boot knows about the time. Boot-relative time comes from ticks_ms (immune to
-    the RTC being set), accumulated so the 2**30 ms tick wrap does not matter as long as the
-    state is consulted at least every few days (every sample does)."""
+    the RTC being set), accumulated in whole seconds plus a millisecond remainder, so neither
+    the 2**30 ms tick wrap nor 31-bit small ints matter over years of uptime as long as the
+    state is consulted at least every few days (every sample and every loop pass does)."""
 
     def __init__(self, clock, boot, device_epoch=2000):
         self.clock = clock
         self.boot = boot
         self.device_epoch = device_epoch
         self._ticks = clock.ticks_ms()
-        self._elapsed_ms = 0      # ms since this state was made (= since boot for the node)
+        self._secs = 0            # whole seconds since this state was made (= since boot) ...
+        self._ms = 0              # ... and the milliseconds beyond them
         self._sync_unix = None    # Unix seconds at the sync ...
-        self._sync_elapsed = 0    # ... and _elapsed_ms at that moment
+        self._sync_secs = 0       # ... and _secs, _ms at that moment
+        self._sync_ms = 0
         self.synced_at = None     # Unix seconds of the last sync, or None
 
-    def elapsed_ms(self):
+    def _advance(self):
         now = self.clock.ticks_ms()
-        self._elapsed_ms += self.clock.ticks_diff(now, self._ticks)
+        ms = self._ms + self.clock.ticks_diff(now, self._ticks)
         self._ticks = now
-        return self._elapsed_ms
+        self._secs += ms // 1000
+        self._ms = ms % 1000
+
+    def elapsed_ms(self):
+        self._advance()
+        return self._secs * 1000 + self._ms
 
     def uptime_s(self):
-        return self.elapsed_ms() // 1000
+        self._advance()
+        return self._secs
+
+    def phase_ms(self, period_s):
+        """Milliseconds since the last multiple of period_s of boot-relative time."""
+        self._advance()
+        return self._secs % period_s * 1000 + self._ms
 
     def synced(self):
         return self._sync_unix is not None
 
-    def mark_synced(self, unix=None):
+    def mark_synced(self, unix=None, at=None):
         """The clock is known: `unix` is the current Unix time in seconds (int); None takes
-        it from the device clock (an RTC that kept the time, e.g. across deep sleep)."""
+        it from the device clock (an RTC that kept the time, e.g. across deep sleep). `at`:
+        Unix time of the NTP answer it rests on (default: now)."""
         if unix is None:
             unix = to_unix(self.clock.time(), self.device_epoch)
         unix = int(unix)
-        self._sync_elapsed = self.elapsed_ms()
+        self._advance()
+        self._sync_secs, self._sync_ms = self._secs, self._ms
         self._sync_unix = unix
-        self.synced_at = unix
+        self.synced_at = unix if at is None else at
 
     def now_unix(self):
         """Current Unix seconds, or None when this boot has not learnt the time."""
         if self._sync_unix is None:
             return None
-        return self._sync_unix + (self.elapsed_ms() - self._sync_elapsed) // 1000
+        self._advance()
+        return self._sync_unix + self._secs - self._sync_secs + (self._ms - self._sync_ms) // 1000
 
     def stamp(self):
         """(ts, flags) for a reading taken now."""
@@ -74,9 +92,21 @@ class ClockState:
         if not rflags & flags.TIME_RELATIVE:
             return ts, rflags
         if boot == self.boot and self._sync_unix is not None and 0 <= ts <= self.uptime_s():
-            boot_unix = self._sync_unix - self._sync_elapsed // 1000
+            boot_unix = self._sync_unix - self._sync_secs
             return boot_unix + ts, (rflags & ~flags.TIME_RELATIVE) | flags.TIME_FIXED
         return None, rflags
+
+
+FLOOR_FILE = "clock"  # Unix seconds the clock is known to have passed (text)
+
+
+def load_floor(root):
+    text = read_text(root + FLOOR_FILE, "")
+    return int(text) if text.isdigit() else 0
+
+
+def store_floor(root, unix):
+    write_text(root + FLOOR_FILE, str(int(unix)))
 
 
 def ntp_query(host, clock, timeout_ms, port=123):

@@ -2,7 +2,26 @@
 # exponential backoff and full jitter; never a reboot. `drain` sends the spool in batches with
 # several QoS 1 messages in flight and releases readings only when their PUBACK arrived (with
 # `delivery: "stored"` only once the ingest also reported them stored: laterne/delivery.py).
+# The whole connect path is bounded and feeds the watchdog between its phases; the backoff is
+# kept in RTC memory (deep sleep) and is reset only by a link that stayed up a while, so a
+# broker that drops the node right after CONNACK does not get a reconnect storm.
 from laterne import backoff, mqttclient, net, payload, timebase
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+# Worst cases of each phase. getaddrinfo blocks up to ~7 s per DNS server and no socket
+# timeout bounds it; TCP connect, TLS handshake, CONNACK and SUBACK get 10 s each.
+_DNS_MS = const(8000)
+_NTP_MS = const(11000)               # DNS + 3 s for the answer, per server
+_MQTT_MS = const(48000)              # DNS + TCP + TLS + CONNACK + SUBACK
+_CONNECT_BUDGET_MS = const(110000)   # the whole path; the watchdog (120 s) is fed between phases
+_STABLE_LINK_MS = const(60000)       # a link that lived this long resets the backoff
+RESYNC_S = const(3600)              # NTP again after this (the RTC drifts minutes a day asleep)
+_NTP_RETRY_S = const(600)            # while NTP never answered, ask again this often
 
 
 class Uplink:
@@ -17,10 +36,12 @@ class Uplink:
         self.delivery = None              # laterne.delivery.StoredDelivery in "stored" mode
         self.log = log
         self.backoff = backoff.Backoff(cfg["backoff_min_s"], cfg["backoff_max_s"], rand)
+        self.backoff.attempt, self.retry_after = hw.load_backoff()  # device seconds
         self.mqtt = None          # the MQTT client, connected or not
         self.client = None        # the same client while the session is up, else None
-        self.retry_at = None      # ticks_ms before which no new attempt is made
-        self.state = "down"       # down | wifi | mqtt | up
+        self.up_since = None      # ticks_ms when the session came up
+        self.ntp_tried = None     # uptime_s of the last NTP attempt
+        self.state = "down"       # down | wifi | mqtt | up | off
         self.last_error = None
         self.connects = 0
         self._tls = None
@@ -34,6 +55,13 @@ class Uplink:
             self.drop("wifi lost")
         return self.client is not None
 
+    def retry_in_ms(self):
+        """How long until ensure() may try again (at least a second)."""
+        if not self.cfg["wifi"]:
+            return self.cfg["upload_interval_s"] * 1000
+        wait = self.retry_after - self.clock.time()
+        return max(1, min(wait, self.cfg["backoff_max_s"])) * 1000
+
     def ensure(self):
         """Bring the link up if the backoff allows an attempt now. Returns True when up."""
         if self.is_up():
@@ -41,39 +69,50 @@ class Uplink:
         if not self.cfg["wifi"]:
             self.state = "off"  # no network configured, or safe mode: the radio stays off
             return False
-        clock = self.clock
-        if self.retry_at is not None and clock.ticks_diff(self.retry_at, clock.ticks_ms()) > 0:
+        now = self.clock.time()
+        if now < self.retry_after and self.retry_after - now <= self.cfg["backoff_max_s"]:
             return False
         try:
             self._connect()
         except Exception as e:  # every failure is a retry later, never a reboot
             self.drop(e)
-            delay_ms = int(self.backoff.next_delay() * 1000)
-            self.retry_at = clock.ticks_add(clock.ticks_ms(), delay_ms)
-            self.log("uplink: %s; retry in %d s" % (self.last_error, delay_ms // 1000))
             return False
-        self.backoff.reset()
-        self.retry_at = None
         return True
 
     def _connect(self):
         cfg = self.cfg
+        hw = self.hw
+        clock = self.clock
+        start = clock.ticks_ms()
+
+        def left():
+            return _CONNECT_BUDGET_MS - clock.ticks_diff(clock.ticks_ms(), start)
+
         self.state = "wifi"
-        if not self.hw.wifi.isconnected():
-            self.hw.wifi.connect(cfg["wifi"], cfg["static_ip"], 15000)
-        if not self.timebase.synced():
-            self.sync_time()
+        if not hw.wifi.isconnected():
+            hw.wifi.connect(cfg["wifi"], cfg["static_ip"], 15000, hw.feed,
+                            _CONNECT_BUDGET_MS - _MQTT_MS)
+        hw.feed()
+        if self.sync_due():
+            self.sync_time(left)
         self.state = "mqtt"
         broker = cfg["broker"]
         ctx = None
         if broker["tls"]:
+            if not self.timebase.synced() and hw.time_unix() < timebase.CLOCK_VALID_AFTER:
+                # mbedtls checks certificate dates against the RTC, which reads 2000 now
+                raise OSError("TLS waits for the clock: no NTP answer, no time floor on flash")
             if self._tls is None:
                 self._tls = net.make_tls_context(broker["ca"])
             ctx = self._tls
+        if left() < _MQTT_MS:
+            raise OSError("connect time used up before the broker")
 
         def open_link():
-            return net.open_socket(broker["host"], broker["port"], 10000, ctx,
+            sock = net.open_socket(broker["host"], broker["port"], 10000, ctx,
                                    broker["host"] if ctx else None)
+            hw.feed()
+            return sock
 
         if self.mqtt is None:  # made once: its buffers are reused across reconnects
             will = (self.topic("status"), payload.will_json(self.node_id), True, 1)
@@ -83,16 +122,37 @@ class Uplink:
                 clean_session=True, timeout_ms=10000, max_inflight=8,
                 on_message=self.on_message)
         client = self.mqtt
-        client.connect()
+        try:
+            client.connect()
+        except Exception as e:
+            if ctx is not None and not self.timebase.synced():
+                raise OSError("%s: %s (checked against the clock floor: no NTP yet)"
+                              % (type(e).__name__, e))
+            raise
+        hw.feed()
         self.client = client
         client.subscribe(self.topic("config/set"), 1)
+        hw.feed()
         self.state = "up"
+        self.up_since = clock.ticks_ms()
         self.connects += 1
         self.last_error = None
 
-    def sync_time(self):
-        """Ask the configured NTP servers in turn; True when the clock is known afterwards."""
+    def sync_due(self):
+        """NTP is due: never answered (asked again every _NTP_RETRY_S) or older than RESYNC_S."""
+        tb = self.timebase
+        if tb.synced():
+            return tb.now_unix() - tb.synced_at >= RESYNC_S
+        return self.ntp_tried is None or tb.uptime_s() - self.ntp_tried >= _NTP_RETRY_S
+
+    def sync_time(self, left=None):
+        """Ask the configured NTP servers in turn; True when one answered. With `left`, stop
+        while the connect budget still has room for the broker."""
+        self.ntp_tried = self.timebase.uptime_s()
         for server in self.cfg["ntp_servers"]:
+            if left is not None and left() < _NTP_MS + _MQTT_MS:
+                self.log("ntp: skipped, the connect budget is used up")
+                break
             host, port = server, 123
             if ":" in server:
                 host, port = server.rsplit(":", 1)
@@ -101,20 +161,38 @@ class Uplink:
                 unix = timebase.ntp_query(host, self.clock, 3000, port)
             except Exception as e:
                 self.log("ntp %s: %s" % (server, e))
+                self.hw.feed()
                 continue
+            self.hw.feed()
             self.hw.set_time_unix(unix)
             self.timebase.mark_synced(unix)
             return True
         return False
 
+    def clock_source(self):
+        """What the node's time rests on: "ntp", "floor" (the RTC raised to the last time known
+        on flash: good enough for TLS, not for timestamps) or "unset"."""
+        if self.timebase.synced():
+            return "ntp"
+        return "floor" if self.hw.time_unix() >= timebase.CLOCK_VALID_AFTER else "unset"
+
     def drop(self, reason):
+        """The link failed (or never came up): close it and schedule the next attempt."""
         if self.client is not None:
             self.client.close()
             self.client = None
         self.state = "down"
+        if self.up_since is not None and self.clock.ticks_diff(
+                self.clock.ticks_ms(), self.up_since) >= _STABLE_LINK_MS:
+            self.backoff.reset()
+        self.up_since = None
+        delay = int(self.backoff.next_delay())
+        self.retry_after = self.clock.time() + delay
+        self.hw.save_backoff(self.backoff.attempt, self.retry_after)
         if reason is not None:
             self.last_error = reason if isinstance(reason, str) else "%s: %s" % (
                 type(reason).__name__, reason)
+        self.log("uplink: %s; retry in %d s" % (self.last_error, delay))
 
     def close(self):
         """Leave cleanly (DISCONNECT, so the broker keeps the last will unsent)."""
@@ -124,6 +202,9 @@ class Uplink:
             except Exception:
                 pass
             self.client = None
+            self.backoff.reset()
+            self.hw.save_backoff(0, 0)
+        self.up_since = None
         self.state = "down"
 
     # -- traffic -----------------------------------------------------------------------------

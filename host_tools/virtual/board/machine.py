@@ -2,6 +2,8 @@
 # and CPython). All board state lives in `board`: the clock, RTC memory, reset cause, unique
 # id, the devices on the I2C bus and the watchdog. Resets, deep sleep and a watchdog expiry
 # raise BoardReset, which the runner catches to restart the firmware like the chip would.
+# The watchdog is the ESP32's (machine_wdt.c): no deinit, a new WDT() only sets a new timeout,
+# and it survives soft resets; `board.on_change` lets a runner publish it and RTC memory.
 import errno
 
 import vclock
@@ -17,7 +19,8 @@ CAUSE_BY_NAME = {"power_on": PWRON_RESET, "hard": HARD_RESET, "wdt": WDT_RESET,
 
 TIMER_WAKE = 4   # esp_sleep_wakeup_cause_t ESP_SLEEP_WAKEUP_TIMER
 RTC_MEMORY_SIZE = 2048
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 1: without the watchdog
+STATE_MAX = 18 + RTC_MEMORY_SIZE
 
 
 class BoardReset(BaseException):
@@ -34,6 +37,7 @@ class VirtualBoard:
         self.clock = None
         self.devices = {}
         self._hook = self._wdt_hook  # one bound method, so it can be found and removed
+        self.on_change = None        # called after RTC memory or the watchdog changed
         self.power_on()
 
     # -- what survives what ----------------------------------------------------------------
@@ -53,10 +57,23 @@ class VirtualBoard:
                 dev.brownout()  # the sensor loses power too
 
     def after_reset(self, cause):
-        """A reset that keeps RTC memory and RTC time (soft, WDT, deep-sleep, hard)."""
+        """A reset that keeps RTC memory and RTC time (soft, WDT, deep-sleep, hard). Only a
+        soft reset keeps the watchdog running: the chip stays up, the task watchdog with it."""
         self.reset_cause_value = cause
         self.wake_reason_value = TIMER_WAKE if cause == DEEPSLEEP_RESET else 0
-        self.wdt_timeout_ms = None
+        if cause != SOFT_RESET:
+            self.wdt_timeout_ms = None
+
+    def wdt_left_ms(self):
+        """Milliseconds until the watchdog fires, or None when it is not running."""
+        if self.wdt_timeout_ms is None:
+            return None
+        clock = self.clock
+        return self.wdt_timeout_ms - clock.ticks_diff(clock.ticks_ms(), self.wdt_fed_ms)
+
+    def changed(self):
+        if self.on_change is not None:
+            self.on_change()
 
     def _use_clock(self, clock):
         if self.clock is not None and self._hook in self.clock.hooks:
@@ -66,26 +83,36 @@ class VirtualBoard:
             clock.hooks.append(self._hook)
 
     def state_bytes(self):
-        """RTC memory, RTC time and pending reset cause, for a runner to carry across a
-        process restart: version, cause, RTC microseconds (8 bytes), length, memory."""
+        """RTC memory, RTC time, pending reset cause and the watchdog, for a runner to carry
+        across a process restart: version, cause, RTC microseconds (8 bytes), watchdog timeout
+        and ms left (3 bytes each, 0: off), length, memory."""
         us = self.clock.time_ns() // 1000
         n = len(self.rtc_memory)
+        left = self.wdt_left_ms()
+        timeout, left = (0, 0) if left is None else (self.wdt_timeout_ms, max(left, 1))
         head = bytes((_STATE_VERSION, self.reset_cause_value)) + us.to_bytes(8, "little")
+        head += timeout.to_bytes(3, "little") + left.to_bytes(3, "little")
         return head + n.to_bytes(2, "little") + bytes(self.rtc_memory)
 
     def load_state(self, data):
-        """Restore state_bytes(). The RTC never runs backwards across a reset: a clock the
-        runner already moved past the saved time (sleep, elapsed host time) is kept."""
-        if len(data) < 12 or data[0] != _STATE_VERSION:
+        """Restore state_bytes() (trailing padding allowed). The RTC never runs backwards
+        across a reset: a clock the runner already moved past the saved time is kept."""
+        if len(data) < 12 or data[0] not in (1, _STATE_VERSION):
             raise ValueError("not a virtual board state")
-        n = int.from_bytes(data[10:12], "little")
-        if len(data) != 12 + n or n > RTC_MEMORY_SIZE:
+        at = 10 if data[0] == 1 else 16
+        n = int.from_bytes(data[at:at + 2], "little")
+        if len(data) < at + 2 + n or n > RTC_MEMORY_SIZE:
             raise ValueError("virtual board state truncated")
         self.reset_cause_value = data[1]
         us = int.from_bytes(data[2:10], "little")
         if self.clock.time_ns() // 1000 < us:
             self.clock.set_time(us / 1000000)
-        self.rtc_memory = bytearray(data[12:])
+        self.rtc_memory = bytearray(data[at + 2:at + 2 + n])
+        timeout = int.from_bytes(data[10:13], "little") if at == 16 else 0
+        if timeout:
+            left = int.from_bytes(data[13:16], "little")
+            self.wdt_timeout_ms = timeout
+            self.wdt_fed_ms = self.clock.ticks_add(self.clock.ticks_ms(), left - timeout)
 
     # -- I2C devices -----------------------------------------------------------------------
     def attach(self, address, device):
@@ -212,6 +239,7 @@ class RTC:
         if len(data) > RTC_MEMORY_SIZE:
             raise ValueError("buffer too long")
         board.rtc_memory = bytearray(data)
+        board.changed()
 
     def datetime(self, dt=None):
         """(year, month, day, weekday 0=Mon, hours, minutes, seconds, microseconds)."""
@@ -232,15 +260,18 @@ class RTC:
 
 # -- watchdog -----------------------------------------------------------------------------------
 class WDT:
+    """The one task watchdog: WDT() again sets its timeout and feeds it; it has no deinit."""
+
     def __init__(self, id=0, timeout=5000):
         if timeout < 1:
-            raise ValueError("timeout must be >= 1 ms")
+            raise ValueError("WDT timeout too short")
         board.wdt_timeout_ms = timeout
-        board.wdt_fed_ms = board.clock.ticks_ms()
+        self.feed()
 
     def feed(self):
         if board.wdt_timeout_ms is not None:
             board.wdt_fed_ms = board.clock.ticks_ms()
+            board.changed()
 
 
 # -- power and identity -------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 # Stand-in for the ESP32 `network` module: a WLAN station over the host's sockets.
 # Access points are configured by the runner (`env.add_ap`); the link is "down" while the
 # host file `env.link_file` contains "down", which is how a simulated outage is switched.
-# Connecting takes simulated time (DHCP ~1.6 s, static IP ~0.8 s) on the board clock.
+# connect() returns at once and the attempt settles later on the board clock (DHCP ~1.6 s,
+# static IP ~0.8 s, a failure after FAIL_MS); until then status() still reports the previous
+# attempt's failure, as the ESP32 port does (network_wlan.c keeps wifi_sta_disconn_reason until
+# the next Wi-Fi event). `env.dns_ms` makes every getaddrinfo take that long (see vsocket.py).
 
 STA_IF = 0
 AP_IF = 1
@@ -17,6 +20,7 @@ STAT_CONNECT_FAIL = 205
 
 DHCP_MS = 1600
 STATIC_MS = 800
+FAIL_MS = 2500  # a scan that finds no AP, or a rejected handshake, ends the attempt
 
 
 class _Env:
@@ -28,6 +32,7 @@ class _Env:
         self.ip = "127.0.0.1"
         self._checked = None   # virtual second of the last look at link_file
         self._up = True
+        self.dns_ms = 0        # virtual ms each name lookup takes (a slow or dead DNS server)
 
     def add_ap(self, ssid, password, rssi=-62):
         self.aps[ssid] = (password, rssi)
@@ -50,6 +55,10 @@ class _Env:
 env = _Env()
 
 
+def _now_ms():
+    return env.clock.now_us() // 1000 if env.clock is not None else 0
+
+
 class WLAN:
     def __init__(self, interface=STA_IF):
         self._if = interface
@@ -57,6 +66,7 @@ class WLAN:
         self._status = STAT_IDLE
         self._ssid = None
         self._static = None
+        self._attempt = None   # (ssid, outcome status, virtual ms when it settles)
 
     def active(self, value=None):
         if value is None:
@@ -65,6 +75,7 @@ class WLAN:
         if not self._active:
             self._status = STAT_IDLE
             self._ssid = None
+            self._attempt = None
 
     def connect(self, ssid=None, key=None, bssid=None):
         if not self._active:
@@ -72,21 +83,32 @@ class WLAN:
         self._ssid = None
         ap = env.aps.get(ssid)
         if ap is None or not env.link_up():
-            self._status = STAT_NO_AP_FOUND
-            return
-        if ap[0] != (key or ""):
-            self._status = STAT_WRONG_PASSWORD
-            return
-        if env.clock is not None:
-            env.clock.sleep_ms(STATIC_MS if self._static else DHCP_MS)
-        self._ssid = ssid
-        self._status = STAT_GOT_IP
+            outcome, after = STAT_NO_AP_FOUND, FAIL_MS
+        elif ap[0] != (key or ""):
+            outcome, after = STAT_WRONG_PASSWORD, FAIL_MS
+        else:
+            outcome, after = STAT_GOT_IP, STATIC_MS if self._static else DHCP_MS
+        self._attempt = (ssid, outcome, _now_ms() + after)
+        if self._status in (STAT_IDLE, STAT_GOT_IP):
+            self._status = STAT_CONNECTING  # no earlier failure to report meanwhile
+
+    def _settle(self):
+        a = self._attempt
+        if a is not None and _now_ms() >= a[2]:
+            self._attempt = None
+            self._status = a[1]
+            if a[1] == STAT_GOT_IP:
+                self._ssid = a[0]
 
     def disconnect(self):
+        # the failure of the last attempt stays visible (no new event yet)
         self._ssid = None
-        self._status = STAT_IDLE
+        self._attempt = None
+        if self._status in (STAT_GOT_IP, STAT_CONNECTING):
+            self._status = STAT_IDLE
 
     def isconnected(self):
+        self._settle()
         if self._ssid is not None and not env.link_up():
             self._ssid = None
             self._status = STAT_BEACON_TIMEOUT

@@ -37,8 +37,11 @@ def main(state):
     saved = read_file(state + "/rtc.json")
     saved = json.loads(saved) if saved and cause != "power_on" else None
     clock = vclock.VClock(scale=run["scale"], time2000=0)
+    faults = read_faults(state)
     if saved:
         elapsed = (host_time.time_ns() - saved["host_ns"]) * run["scale"] // 1000
+        if cause == "deep_sleep":  # asleep, the RTC counts on its RC oscillator
+            elapsed += elapsed * faults.get("rtc-drift", 0) // 1000000
         clock.set_time((saved["rtc_us"] + elapsed) / 1000000)
     sys.modules["time"] = clock
     if run["scale"] != 1:
@@ -47,6 +50,13 @@ def main(state):
 
     import machine
     import network
+    import vsocket
+    sys.modules["socket"] = vsocket  # name lookups take network.env.dns_ms
+    try:
+        import vssl
+        sys.modules["ssl"] = vssl    # certificate dates checked against the board's RTC
+    except ImportError:              # a build without TLS
+        pass
     import bme280_sim
     import blockdev
     import weather
@@ -73,6 +83,7 @@ def main(state):
         board.attach(0x76, sim)
 
     network.env.clock = clock
+    network.env.dns_ms = faults.get("slow-dns", 0)
     network.env.link_file = state + "/link"
     network.env.mac = uid
     for ap in run["aps"]:
@@ -117,10 +128,22 @@ def main(state):
     sys.exit(exit_code)
 
 
+def read_faults(state):
+    """Lasting faults in STATE/fault: `slow-dns MS` (every name lookup takes MS virtual ms),
+    `rtc-drift PPM` (the RTC gains PPM millionths while the chip sleeps). {name: number}."""
+    found = {}
+    for line in (read_file(state + "/fault") or "").split("\n"):
+        words = line.split()
+        if len(words) == 2 and words[0] in ("slow-dns", "rtc-drift"):
+            found[words[0]] = int(words[1])
+    return found
+
+
 def inject_faults(state):
     """Faults a test asks for in STATE/fault, one per line:
     `crash N`: the node's main loop raises at its next N boots (a firmware bug);
-    `corrupt-config`: config.json on flash is garbage at this boot (a torn write, a bad flash).
+    `corrupt-config`: config.json on flash is garbage at this boot (a torn write, a bad flash);
+    lasting faults (read_faults) stay in the file.
     """
     text = read_file(state + "/fault")
     if not text:
@@ -140,6 +163,8 @@ def inject_faults(state):
                 keep.append("crash %d" % (int(words[1]) - 1))
         elif words[:1] == ["corrupt-config"]:
             write_file("config.json", '{"node_id": "lamp-0\x00\xff')
+        elif words[:1] in (["slow-dns"], ["rtc-drift"]):
+            keep.append(line)
     write_file(state + "/fault", "\n".join(keep))
 
 

@@ -4,7 +4,9 @@
 # relative paths land there), /lib is on sys.path, boot.py runs, then main.py unless the board
 # restarts into the raw REPL. A reset (machine.reset/soft_reset/deepsleep, watchdog) writes
 # STATE/reset.json and prints RESET_MARK; the bridge (host_tools/virtual/pty_board.py) then ends
-# and restarts the process. RTC memory is carried over in STATE/rtc.bin.
+# and restarts the process. RTC memory and the watchdog are carried over in STATE/rtc.bin
+# (rewritten whenever they change); STATE/wdt holds the host time (ns) when the watchdog fires,
+# so the bridge resets a board that sits idle at the REPL, as the chip's task watchdog would.
 import json
 import sys
 
@@ -49,10 +51,13 @@ def main(state, mode, cause):
         spec = json.load(f)
     import time as host_time
     import vclock
+    import vsocket
+    sys.modules["socket"] = vsocket  # name lookups as slow as network.env.dns_ms says
 
     # Real-time clock; like the chip's RTC it starts at 2000-01-01 on power-on and carries on
     # across resets (load_state below moves it to the saved time).
-    clock = vclock.VClock(scale=1)
+    scale = spec.get("scale", 1)
+    clock = vclock.VClock(scale=scale)
     sys.modules["time"] = clock
     import machine
     import network
@@ -80,15 +85,38 @@ def main(state, mode, cause):
     # Host files the bridge reads, opened before "/" is replaced by the device filesystem.
     reset_file = open(state + "/reset.json", "w")
     rtc_file = open(state + "/rtc.bin", "wb")
-
-    saved_rtc = []
+    wdt_file = open(state + "/wdt", "w")
+    published = [None, 0, None]  # deadline last written, host ns of that write, its timeout
 
     def save_rtc():
-        if not saved_rtc:
-            saved_rtc.append(1)
-            rtc_file.write(board.state_bytes())
-            rtc_file.close()
+        data = board.state_bytes()
+        rtc_file.seek(0)
+        rtc_file.write(data + bytes(machine.STATE_MAX - len(data)))  # one size: no truncate
+        rtc_file.flush()
 
+    def publish_wdt():
+        left = board.wdt_left_ms()
+        now = host_time.time_ns()
+        deadline = 0 if left is None else now + int(left * 1000000 // scale)
+        # a feed moves the deadline on: write it at most every 0.2 s (the bridge allows 1 s)
+        if (deadline and published[0] and deadline > published[0]
+                and board.wdt_timeout_ms == published[2] and now - published[1] < 200000000):
+            return
+        published[0], published[1], published[2] = deadline, now, board.wdt_timeout_ms
+        wdt_file.seek(0)
+        wdt_file.write("%20d" % deadline)
+        wdt_file.flush()
+
+    def on_change():
+        publish_wdt()
+        if board.rtc_memory != saved_memory[0]:
+            saved_memory[0] = bytes(board.rtc_memory)
+            save_rtc()
+
+    saved_memory = [bytes(board.rtc_memory)]
+    save_rtc()
+    publish_wdt()
+    board.on_change = on_change
     sys.atexit(save_rtc)
 
     def leave(reset):
@@ -97,6 +125,9 @@ def main(state, mode, cause):
                                      "sleep_ms": getattr(reset, "sleep_ms", None)}))
         reset_file.close()
         save_rtc()
+        wdt_file.seek(0)
+        wdt_file.write("%20d" % 0)  # the reset ends this process's watchdog
+        wdt_file.flush()
         sys.stdout.write(RESET_MARK)
         while True:
             host_time.sleep(1)

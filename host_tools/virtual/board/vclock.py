@@ -58,6 +58,9 @@ class VClock:
         return self.ticks_us()
 
     def ticks_add(self, t, delta):
+        # as the ESP32 (extmod/modtime.c): ticks_diff could not give the interval back
+        if not -_TICKS_HALF < delta < _TICKS_HALF:
+            raise OverflowError("ticks interval overflow")
         return (t + delta) % TICKS_PERIOD
 
     def ticks_diff(self, a, b):
