@@ -83,6 +83,7 @@ class Uplink:
         client.connect()
         self.client = client
         client.subscribe(self.topic("config/set"), 1)
+        client.subscribe(self.topic("ota/offer"), 1)  # retained: waits for a sleeping node
         self.state = "up"
         self.connects += 1
         self.last_error = None

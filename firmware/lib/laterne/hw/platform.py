@@ -191,13 +191,15 @@ class Platform:
         """Called by the crash handler just before it resets: the next boot counts one crash."""
         RtcRegion(self.rtc, RTC_CRASH, 3).write(b"\x01")
 
-    def boot_guard(self, max_crashes, window_s, safe_s):
+    def boot_guard(self, max_crashes, window_s, safe_s, forgive=False):
         flag = RtcRegion(self.rtc, RTC_CRASH, 3)
         crashed = flag.read() == b"\x01"
         if crashed:
             flag.write(b"")
         region = RtcRegion(self.rtc, RTC_BOOT, bootguard.SIZE + 2)
         cause = "crash" if crashed else self.cause
+        if forgive:  # an update's switch or failed trial: the loader handles it, no safe mode
+            cause = "update"
         safe, record = bootguard.judge(region.read(), cause, time.time(), max_crashes,
                                        window_s, safe_s)
         region.write(record)
