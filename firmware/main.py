@@ -119,6 +119,8 @@ def boot():
         except Exception as e:
             _failed(record, e)
     try:
+        import gc
+        gc.collect()  # the app starts on a heap without the loader's leftovers
         from laterne.hw import app
         app.main(record, forgive)
     except Exception as e:

@@ -14,6 +14,7 @@ VERBS = {
     "check": "health check of a node over USB: sensor, config, spool, links",
     "provision": "flash, deploy, configure and check one node, and log it",
     "monitor": "live table of the fleet from the MQTT broker",
+    "ota": "updates over the air: build a bundle, push it to nodes in waves",
     "sim": "run virtual nodes (unmodified firmware on MicroPython) against a broker",
     "virtual-board": "a virtual node behind a pseudo-terminal, driven like a USB board",
     "boards": "list the supported boards or validate the board files",

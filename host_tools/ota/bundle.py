@@ -37,9 +37,9 @@ class Bundle:
 
 
 def check_version(version):
-    from laterne import ota
+    from laterne import otaoffer
     try:
-        ota.parse_version(version)
+        otaoffer.parse_version(version)
     except ValueError:
         raise UserError("version %r is not like 1.2.3 (one to four numbers)" % version)
     return version
@@ -113,8 +113,8 @@ def load(path):
 
 def offer(bundle, node_id, node_key, offer_id):
     """The offer message for one node (docs/mqtt.md, topic <prefix>/<node>/ota/offer)."""
-    from laterne import ota
-    text = ota.signed_text(node_id, bundle.version, offer_id, bundle.mpy, bundle.files)
+    from laterne import otaoffer
+    text = otaoffer.signed_text(node_id, bundle.version, offer_id, bundle.mpy, bundle.files)
     return json.dumps({"v": 1, "node": node_id, "version": bundle.version, "offer": offer_id,
                        "mpy": bundle.mpy, "files": bundle.files,
                        "hmac": keys.sign(node_key, text)}, separators=(",", ":"))

@@ -7,7 +7,7 @@ import json
 import os
 
 import vclock
-from laterne import ota
+from laterne import ota, otaoffer
 from test_spool import fresh_root  # noqa: F401 (a new littlefs or temp dir per test)
 
 KEY = b"\x11" * 32
@@ -67,7 +67,7 @@ class Hw:
 class Node:
     def __init__(self, root, state=None, cfg=None, key=KEY):
         if key is not None:  # what `laterne configure --keys` put on the node
-            ota.save_key(root, binascii.hexlify(key).decode())
+            otaoffer.save_key(root, binascii.hexlify(key).decode())
         self.root = root
         self.node_id = "lamp-t"
         self.ota_state = state
@@ -110,8 +110,8 @@ def app_files(version="9.0.0", extra=b""):
 
 def offer(files, version="9.0.0", offer_id="0a0b0c0d", key=KEY, node="lamp-t", mpy=6):
     listing = [[p, len(files[p]), sha(files[p])] for p in sorted(files)]
-    text = ota.signed_text(node, version, offer_id, mpy, listing)
-    mac = binascii.hexlify(ota.hmac_sha256(key, text.encode())).decode()
+    text = otaoffer.signed_text(node, version, offer_id, mpy, listing)
+    mac = binascii.hexlify(otaoffer.hmac_sha256(key, text.encode())).decode()
     return json.dumps({"v": 1, "node": node, "version": version, "offer": offer_id, "mpy": mpy,
                        "files": listing, "hmac": mac}).encode()
 
@@ -161,7 +161,7 @@ class Push:
 
 
 def read_state(root):
-    with open(root + ota.STATE) as f:
+    with open(root + "ota/state") as f:
         return json.loads(f.read())
 
 

@@ -1,19 +1,19 @@
-# Updates over the air on the node (laterne.ota): HMAC against RFC 4231, offers refused for
-# every reason the issue names, a download verified file by file and switched by one record,
-# resumption after a reset, unchanged files copied instead of fetched, and the trial's
-# health gate. Runs on CPython and MicroPython (littlefs on MicroPython).
+# Updates over the air on the node (laterne.ota, otaoffer, otagate): HMAC against RFC 4231,
+# offers refused for every reason the issue names, a download verified file by file and
+# switched by one record, resumption after a reset, unchanged files copied instead of fetched,
+# and the trial's health gate. Runs on CPython and MicroPython (littlefs on MicroPython).
 import binascii
 import json
 import sys
 
 import otakit
 from check import raises
-from laterne import VERSION, ota
+from laterne import VERSION, ota, otagate, otaoffer
 from otakit import KEY, Node, Push, app_files, fresh_root, offer, read_state, slot_files
 
 
 def hexmac(key, data):
-    return binascii.hexlify(ota.hmac_sha256(key, data)).decode()
+    return binascii.hexlify(otaoffer.hmac_sha256(key, data)).decode()
 
 
 def test_hmac_sha256_matches_rfc_4231():
@@ -27,21 +27,21 @@ def test_hmac_sha256_matches_rfc_4231():
 
 
 def test_signed_text_names_node_version_offer_and_every_file():
-    text = ota.signed_text("lamp-7", "1.2.3", "00ff00ff", 6, [["laterne/a.mpy", 10, "ab" * 32]])
+    text = otaoffer.signed_text("lamp-7", "1.2.3", "00ff00ff", 6, [["laterne/a.mpy", 10, "ab" * 32]])
     assert text == ("laterne-ota 1\nnode lamp-7\nversion 1.2.3\noffer 00ff00ff\nmpy 6\n"
                     "file laterne/a.mpy 10 " + "ab" * 32 + "\n")
 
 
 def test_versions_compare_as_numbers():
-    assert ota.parse_version("0.10.0") > ota.parse_version("0.9.7")
-    assert ota.parse_version("1.0") < ota.parse_version("1.0.1")
+    assert otaoffer.parse_version("0.10.0") > otaoffer.parse_version("0.9.7")
+    assert otaoffer.parse_version("1.0") < otaoffer.parse_version("1.0.1")
     for bad in ("", "1..2", "v1.2", "1.2.3.4.5", "1.2a", None, 12, "1" * 30):
-        raises(ValueError, ota.parse_version, bad)
+        raises(ValueError, otaoffer.parse_version, bad)
 
 
 def checked(message, key=KEY, node="lamp-t", mpy=6):
-    doc = ota.parse_offer(message)
-    ota.verify_offer(doc, node, key, mpy)
+    doc = otaoffer.parse_offer(message)
+    otaoffer.verify_offer(doc, node, key, mpy)
     return doc
 
 
@@ -140,7 +140,7 @@ def test_a_tampered_file_is_fetched_twice_then_refused_and_nothing_switches():
     raises(OSError, read_state, root)  # still the factory app
 
 
-def test_older_same_and_busy_offers():
+def test_older_and_same_version_offers():
     root = fresh_root()
     node = Node(root)
     old = "0.0.1"
@@ -150,15 +150,7 @@ def test_older_same_and_busy_offers():
     node.updater.pump()  # reports, then drops itself
     assert node.updater is None and node.ota_state["last"]["version"] == old
     node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(VERSION), version=VERSION))
-    assert node.updater.last is None and node.updater.files is None  # already running: quiet
-    trial = {"slot": "a", "version": VERSION, "previous": "0.0.1",
-             "trial": {"good": "", "offer": "11111111", "boots": 1, "min_s": 120,
-                       "max_s": 360, "max_boots": 4}}
-    node = Node(root, trial)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(), offer_id="11111111"))
-    assert node.updater.last is None  # its own trial's offer, still retained: ignored
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(), offer_id="22222222"))
-    assert "busy" in node.updater.last["reason"]
+    assert node.updater.last is None and node.updater.doc is None  # already running: quiet
 
 
 def test_a_withdrawn_offer_stops_the_download():
@@ -217,11 +209,10 @@ def trial_node(root, cfg=None, boots=1):
              "trial": {"good": "", "offer": "0a0b0c0d", "boots": boots, "min_s": min_s,
                        "max_s": max_s, "max_boots": max_boots},
              "last": {"version": VERSION, "offer": "0a0b0c0d", "result": "trial", "reason": None}}
-    ota._mkdirs(root + ota.STATE)
-    with open(root + ota.STATE, "w") as f:
-        f.write(json.dumps(state))
+    ota._mkdirs(root + otagate.STATE)
+    otagate.save(root, state)
     node = Node(root, state, cfg)
-    node.ota()
+    node.updater = otagate.Gate(node)
     return node
 
 
@@ -239,6 +230,16 @@ def test_a_new_app_is_kept_only_after_it_ran_sampled_and_uploaded():
     assert "trial" not in rec and rec["slot"] == "a" and rec["previous"] == "0.0.1"
     assert rec["last"] == {"version": VERSION, "offer": "0a0b0c0d", "result": "ok", "reason": None}
     assert node.updater is None and node.statuses == 1
+    assert "laterne.otagate" not in sys.modules
+
+
+def test_offers_wait_while_a_new_app_is_on_trial():
+    root = fresh_root()
+    node = trial_node(root)
+    node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(), offer_id="22222222"))
+    node.updater.pump()
+    assert isinstance(node.updater, otagate.Gate) and node.statuses == 0
+    assert node.updater.report()["result"] == "trial"
 
 
 def test_a_new_app_that_stored_nothing_of_its_own_is_not_kept():
@@ -269,7 +270,7 @@ def test_the_module_is_dropped_when_finished():
     node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(VERSION), version=VERSION))
     node.updater.pump()
     assert node.updater is None
-    assert "laterne.ota" not in sys.modules
     import laterne
-    assert not hasattr(laterne, "ota")
+    for name in ("ota", "otaoffer"):
+        assert "laterne." + name not in sys.modules and not hasattr(laterne, name), name
     from laterne import ota as again  # noqa: F401 (the next offer imports it anew)

@@ -37,8 +37,9 @@ def run(record, forgive):
     n = node.Node(hw, cfg, source)
     n.safe_mode = safe
     n.ota_state = record
-    if record and record.get("trial"):
-        n.ota()  # this app is new: laterne.ota decides when it has proved itself
+    if record and record.get("trial"):  # this app is new: the gate decides whether it stays
+        from laterne import otagate
+        n.updater = otagate.Gate(n)
     if cfg["power_mode"] == "deep_sleep" and not safe:
         n.run_once_deep_sleep()
     else:
