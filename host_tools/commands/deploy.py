@@ -26,5 +26,7 @@ def run(args):
               % (verb, len(result["copied"]), len(result["removed"]), result["unchanged"],
                  result["app_hash"][:12]))
     if not args.dry_run:
+        if result["ota_reset"]:
+            print("deploy: the update installed over the air was reset: the node runs this app")
         print("board soft-reset: the node runs the new firmware")
     return 0

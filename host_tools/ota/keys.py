@@ -70,3 +70,33 @@ def load_or_create(path, log=print):
     log("created the fleet update key file %s: keep it private and backed up; every node "
         "configured with it needs it for updates" % path)
     return master
+
+
+INSTALL = """\
+from laterne import otaoffer
+otaoffer.save_key('', %r)
+print(otaoffer.key_id(otaoffer.load_key('')))
+"""
+
+
+def install(port, node_id, path, log=print, timeout=10):
+    """Put the node's key on the board on `port` (laterne configure --keys) and read back its
+    fingerprint; the key itself is never shown."""
+    from laterne import otaoffer
+    from host_tools.usb.device import Device, DeviceError, retry_once
+    key = node_key(load_or_create(path, log), node_id)
+
+    def write():
+        with Device(port, soft_reset=True, timeout=timeout) as dev:
+            try:
+                out = dev.exec(INSTALL % key.hex()).decode().split()
+            except DeviceError as e:
+                raise UserError("writing the update key failed on the board: %s" % e.last_line(),
+                                "is the firmware deployed (laterne deploy) and the flash not full?")
+            dev.resume()
+        return out[-1] if out else None
+
+    if retry_once(write) != otaoffer.key_id(key):
+        raise UserError("the update key read back from the board differs",
+                        "run configure again; if it persists the board's flash may be failing")
+    log("update key of %s installed (key id %s)" % (node_id, otaoffer.key_id(key)))

@@ -1,6 +1,8 @@
 # `laterne deploy`: compile firmware/lib with mpy-cross for the board's architecture and .mpy
 # version (read from the board), compare sha256 per file with the board, copy only what
 # differs, remove stale files under /lib, soft-reset. boot.py and main.py stay source.
+# What deploy installs is the factory app (/lib): it also resets the updates over the air
+# (ota/state first, so the loader boots /lib, then the update slots), keeping the node key.
 import hashlib
 import os
 import re
@@ -45,6 +47,26 @@ for _p in %r:
 _walk('/lib', _r)
 print(repr(_r))
 del _h, _walk, _r
+"""
+
+# Boot the factory app from now on: drop the loader's record, then the update slots.
+RESET_OTA = """\
+import os
+def _rm(p):
+    for e in list(os.ilistdir(p)):
+        q = p + '/' + e[0]
+        _rm(q) if e[1] & 0x4000 else os.remove(q)
+    os.rmdir(p)
+try:
+    os.remove('/ota/state')
+    print('reset')
+except OSError:
+    pass
+try:
+    _rm('/ota')
+except OSError:
+    pass
+del _rm
 """
 
 
@@ -185,6 +207,7 @@ def _deploy(port, firmware_dir, dry_run, progress, timeout):
             for p in remove:
                 fn = "rmdir" if p.endswith("/") else "remove"
                 dev.exec("import os\ntry: os.%s(%r)\nexcept OSError: pass" % (fn, p.rstrip("/")))
+            result["ota_reset"] = b"reset" in dev.exec(RESET_OTA)
             if copy:
                 after = dev.eval_repr(hashes_code)
                 bad = [p for p in copy if after.get(p) != hashlib.sha256(files[p]).hexdigest()]

@@ -82,7 +82,7 @@ def _config_inputs(row, site):
 def provision(port, inventory, row_id, firmware=None, board=None, site=None, secrets_file=None,
               log_path="provisioning.jsonl", skip_flash=False, state_dir=None,
               firmware_dir=None, flash=None, restart=False, environ=None, log=print,
-              timeout=10):
+              timeout=10, keys=None):
     """Run the steps not yet done; returns the log record. `flash` replaces flash_board
     (tests inject a fake flash step here)."""
     row = configure.read_inventory(inventory, row_id)
@@ -124,7 +124,7 @@ def provision(port, inventory, row_id, firmware=None, board=None, site=None, sec
         log("provision: %s ..." % step)
         try:
             info = _run_step(step, port, board_spec, firmware, firmware_dir, row, inventory,
-                             site, secrets_file, environ, flash, log, timeout)
+                             site, secrets_file, environ, flash, log, timeout, keys)
         except Exception as e:
             record["failed_step"] = step
             record["reason"] = e.message if isinstance(e, UserError) else "%s: %s" % (
@@ -152,7 +152,7 @@ def _carry(record, info):
 
 
 def _run_step(step, port, board_spec, firmware, firmware_dir, row, inventory, site,
-              secrets_file, environ, flash, log, timeout):
+              secrets_file, environ, flash, log, timeout, keys):
     if step == "flash":
         if flash is None:
             from host_tools.flash.flasher import flash_board as flash
@@ -168,6 +168,9 @@ def _run_step(step, port, board_spec, firmware, firmware_dir, row, inventory, si
                                      board_name=board_spec["name"], site=site,
                                      secrets_file=secrets_file, environ=environ, log=log,
                                      timeout=timeout)
+        if keys:
+            from host_tools.ota import keys as ota_keys
+            ota_keys.install(port, row["node_id"], keys, log, timeout)
         return {"config_hash": result["config_hash"]}
     report = check.check(port, timeout=timeout)
     log(check.table(report["lines"]))
