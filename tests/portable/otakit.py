@@ -101,10 +101,10 @@ def sha(data):
     return binascii.hexlify(hashlib.sha256(data).digest()).decode()
 
 
-def app_files(version="9.0.0", extra=b""):
+def app_files(version="9.0.0", extra=b"", size=5000):
     """A small app: {path: bytes}."""
     return {"laterne/__init__.mpy": b"VERSION " + version.encode(),
-            "laterne/node.mpy": b"n" * 5000 + extra,
+            "laterne/node.mpy": b"n" * size + extra,
             "laterne/hw/app.mpy": b"a" * 300}
 
 

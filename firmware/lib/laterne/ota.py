@@ -145,20 +145,24 @@ class Updater:
 
     def _start(self, doc):
         root = self.node.root
-        try:
-            st = os.statvfs(root or ".")
-            free = st[0] * st[4]
-        except (OSError, AttributeError):
-            free = None
-        if free is not None and free < doc["total"] + SPARE:
-            return "not enough flash: %d bytes free for %d" % (free, doc["total"])
         self.slot = "b" if self.state.get("slot") == "a" else "a"
         top = root + "ota/" + self.slot
         _mkdirs(top + "/")
         _clean(top, [f[0] for f in doc["files"]])
+        need = doc["total"] + SPARE
         for path, size, sha in doc["files"]:
-            if _size(top + "/" + path) not in (-1, size):
+            have = _size(top + "/" + path)
+            if have == size:
+                need -= size  # maybe this very file, from a download a reset cut short
+            elif have >= 0:
                 os.remove(top + "/" + path)  # a piece of an earlier download: fetched again
+        try:
+            st = os.statvfs(root or ".")
+            free = st[0] * st[4]
+        except (OSError, AttributeError):
+            free = need
+        if free < need:
+            return "not enough flash: %d bytes free, %d needed" % (free, need)
         self.doc = doc
         self.offer_id = binascii.unhexlify(doc["offer"])
         self.index = self.offset = self.bad = 0
@@ -272,7 +276,7 @@ class Updater:
         version, offer = self.doc["version"], self.doc["offer"]
         min_s, max_s, max_boots = trial_limits(node.cfg)
         otagate.save(node.root, {
-            "slot": self.slot, "version": version, "previous": VERSION,
+            "slot": self.slot, "version": version, "previous": self.state.get("version") or VERSION,
             "trial": {"good": self.state.get("slot") or "", "offer": offer, "boots": 0,
                       "min_s": min_s, "max_s": max_s, "max_boots": max_boots},
             "last": {"version": version, "offer": offer, "result": "trial", "reason": None}})

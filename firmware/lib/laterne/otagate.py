@@ -7,8 +7,6 @@ import json
 import os
 import sys
 
-from laterne import VERSION
-
 STATE = "ota/state"
 
 
@@ -46,11 +44,12 @@ class Gate:
             age += (trial["boots"] - 1) * node.cfg["sample_interval_s"]
         if age < trial["min_s"]:
             return
-        record = {"slot": state["slot"], "version": VERSION, "previous": state["previous"],
-                  "last": {"version": VERSION, "offer": trial["offer"], "result": "ok",
+        version = state["version"]  # = VERSION: the app was built for the version offered
+        record = {"slot": state["slot"], "version": version, "previous": state["previous"],
+                  "last": {"version": version, "offer": trial["offer"], "result": "ok",
                            "reason": None}}
         save(node.root, record)
-        node.log("update: %s proved itself and is kept" % VERSION)
+        node.log("update: %s proved itself and is kept" % version)
         node.ota_state = record
         node.updater = None
         node.publish_status()
