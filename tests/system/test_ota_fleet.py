@@ -195,3 +195,49 @@ class TamperedPush:
         self.conn.close()
         assert not self.thread.is_alive(), "tampered push still running"
         return (0 if self.result else 1), view.render(self.rollout)
+
+
+def test_deep_sleep_nodes_update_over_their_wakes_through_a_broker_outage(tmp_path, broker,
+                                                                          collector):
+    """The broker restarts (retained offers and statuses gone with it) while the second wave
+    waits for its node's next wake: the push offers again, and the node takes it."""
+    nodes = ["lamp-001", "lamp-002"]
+    keys = tmp_path / "keys.json"
+    bundle = build(tmp_path, "0.2.0", every_file_changed)
+    fleet = Fleet(tmp_path / "state", broker.url, 2, [
+        "--time-scale", str(SCALE), "--sample-interval", "60", "--upload-interval", "120",
+        "--deep-sleep", "--keys", keys])
+    watch = Watch(broker.port)
+    fresh = None
+    try:
+        wait_online(collector, nodes)
+        push = Push(broker.url, bundle, keys, "--all", "--waves", "1,100%", "--timeout", "240")
+        deadline = time.monotonic() + 150
+        while not watch.offers("lamp-002") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert watch.offers("lamp-002"), "the second wave was never offered"
+        for n in nodes:  # the nodes find no broker either; their readings wait in the spool
+            fleet.set_link(n, False)
+        broker.stop()
+        time.sleep(3)  # 90 virtual seconds
+        broker.start()
+        fresh = TimedCollector(broker.port)  # subscribed before any node is back
+        fresh.wait(lambda: fresh.client.is_connected(), 10, "the new collector")
+        for n in nodes:
+            fleet.set_link(n, True)
+        rc, out = push.wait(240)
+        fresh.wait(lambda: all(healthy("0.2.0")(statuses(fresh, n)[-1]) for n in nodes if
+                               statuses(fresh, n)), 30, "healthy statuses after the outage")
+    finally:
+        fleet.stop()
+        watch.stop()
+        if fresh is not None:
+            fresh.stop()
+    assert rc == 0, out
+    assert {n: r[0] for n, r in table(out).items()} == {"lamp-001": "ok", "lamp-002": "ok"}, out
+    assert len(watch.offers("lamp-002")) >= 2, "offered again after the broker restart"
+    trial = [s for s in statuses(collector, "lamp-001") if update(s).get("result") == "trial"]
+    assert "deep_sleep" in {s["reset_cause"] for s in trial}, "the trial went on over wakes"
+    for n in nodes:
+        assert_no_gaps(sorted(set(collector.seqs(n)) | set(fresh.seqs(n))))
+        assert statuses(fresh, n)[-1]["fw"] == "0.2.0"
