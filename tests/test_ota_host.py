@@ -41,7 +41,8 @@ def test_key_file_is_private_and_node_keys_differ(tmp_path):
 
 def test_host_and_node_compute_the_same_hmac():
     key = bytes(range(32))
-    text = otaoffer.signed_text("lamp-1", "1.2.3", "00ff00ff", 6, [["laterne/a.mpy", 3, "0" * 64]])
+    text = "".join(otaoffer.signed_lines("lamp-1", "1.2.3", "00ff00ff", 6,
+                                         [["laterne/a.mpy", 3, "0" * 64]]))
     assert keys.sign(key, text) == otaoffer.hmac_sha256(key, text.encode()).hex()
 
 

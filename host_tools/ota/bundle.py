@@ -114,7 +114,8 @@ def load(path):
 def offer(bundle, node_id, node_key, offer_id):
     """The offer message for one node (docs/mqtt.md, topic <prefix>/<node>/ota/offer)."""
     from laterne import otaoffer
-    text = otaoffer.signed_text(node_id, bundle.version, offer_id, bundle.mpy, bundle.files)
+    text = "".join(otaoffer.signed_lines(node_id, bundle.version, offer_id, bundle.mpy,
+                                         bundle.files))
     return json.dumps({"v": 1, "node": node_id, "version": bundle.version, "offer": offer_id,
                        "mpy": bundle.mpy, "files": bundle.files,
                        "hmac": keys.sign(node_key, text)}, separators=(",", ":"))

@@ -27,7 +27,8 @@ def test_hmac_sha256_matches_rfc_4231():
 
 
 def test_signed_text_names_node_version_offer_and_every_file():
-    text = otaoffer.signed_text("lamp-7", "1.2.3", "00ff00ff", 6, [["laterne/a.mpy", 10, "ab" * 32]])
+    text = "".join(otaoffer.signed_lines("lamp-7", "1.2.3", "00ff00ff", 6,
+                                         [["laterne/a.mpy", 10, "ab" * 32]]))
     assert text == ("laterne-ota 1\nnode lamp-7\nversion 1.2.3\noffer 00ff00ff\nmpy 6\n"
                     "file laterne/a.mpy 10 " + "ab" * 32 + "\n")
 
@@ -150,7 +151,7 @@ def test_older_and_same_version_offers():
     node.updater.pump()  # reports, then drops itself
     assert node.updater is None and node.ota_state["last"]["version"] == old
     node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(VERSION), version=VERSION))
-    assert node.updater.last is None and node.updater.doc is None  # already running: quiet
+    assert node.updater.last is None and node.updater.offer is None  # already running: quiet
 
 
 def test_a_withdrawn_offer_stops_the_download():

@@ -99,10 +99,13 @@ class Updater:
     def __init__(self, node):
         self.node = node
         self.state = node.ota_state or {}
+        self.manifest = node.root + "ota/offer"  # the accepted offer's "path size sha" lines
         self.last = None         # the outcome to report: refused, failed, withdrawn ...
-        self.doc = None          # the offer being downloaded (its files: [path, size, sha])
+        self.offer = None        # the offer being downloaded: {version, offer, count, total}
         self.slot = None         # "a" or "b": never the slot of the running app
-        self.index = 0           # the file being fetched
+        self.index = 0           # the file being fetched: its (path, size, sha) in self.entry
+        self.entry = None
+        self.done = 0            # bytes of the files before it
         self.offset = 0          # its bytes on flash
         self.copied = -1         # the file last copied from the running app (tried once)
         self.fetched = False     # a chunk of this file arrived (a bad hash is then counted)
@@ -125,37 +128,40 @@ class Updater:
 
     def _offer(self, message):
         if not message:  # the push withdrew it (an empty retained message)
-            if self.doc is not None:
+            if self.offer is not None:
                 self._stop("withdrawn", "the offer was withdrawn")
             return
         from laterne import otaoffer
-        doc, why = otaoffer.check(message, self.node.node_id, self.node.root)
+        _mkdirs(self.manifest)
+        offer, why = otaoffer.check(message, self.node.node_id, self.node.root, self.manifest)
         otagate.drop("otaoffer")
-        if why is None and self.doc is not None and doc["offer"] == self.doc["offer"]:
+        if offer is None and why is None:
+            return  # the running version
+        if why is None and self.offer is not None and offer["offer"] == self.offer["offer"]:
             return  # the same offer again, after a reconnect
-        if why is None and doc["version"] == VERSION:
-            return  # already running it
         if why is None:
-            why = self._start(doc)
+            why = self._start(offer)
         if why is not None:
-            self.last = {"version": doc and doc["version"], "offer": doc and doc["offer"],
+            self.last = {"version": offer and offer["version"], "offer": offer and offer["offer"],
                          "result": "refused", "reason": why}
             self.node.log("update refused: %s" % why)
             self.status_due = True
 
-    def _start(self, doc):
+    def _start(self, offer):
         root = self.node.root
         self.slot = "b" if self.state.get("slot") == "a" else "a"
         top = root + "ota/" + self.slot
         _mkdirs(top + "/")
-        _clean(top, [f[0] for f in doc["files"]])
-        need = doc["total"] + SPARE
-        for path, size, sha in doc["files"]:
+        keep = []
+        need = offer["total"] + SPARE
+        for path, size, sha in self._entries():
+            keep.append(path)
             have = _size(top + "/" + path)
             if have == size:
                 need -= size  # maybe this very file, from a download a reset cut short
             elif have >= 0:
                 os.remove(top + "/" + path)  # a piece of an earlier download: fetched again
+        _clean(top, keep)
         try:
             st = os.statvfs(root or ".")
             free = st[0] * st[4]
@@ -163,24 +169,36 @@ class Updater:
             free = need
         if free < need:
             return "not enough flash: %d bytes free, %d needed" % (free, need)
-        self.doc = doc
-        self.offer_id = binascii.unhexlify(doc["offer"])
-        self.index = self.offset = self.bad = 0
+        self.offer = offer
+        self.offer_id = binascii.unhexlify(offer["offer"])
+        self.index = self.done = self.offset = self.bad = 0
+        self.entry = self._entry(0)
         self.copied = -1
         self.fetched = False
         self.asked = None
         self.last = None
         self.node.log("update: fetching %s (%d files, %d bytes) into ota/%s"
-                      % (doc["version"], len(doc["files"]), doc["total"], self.slot))
+                      % (offer["version"], offer["count"], offer["total"], self.slot))
         self.status_due = True
 
+    def _entries(self):
+        with open(self.manifest) as f:
+            for line in f:
+                path, size, sha = line.split()
+                yield path, int(size), sha
+
+    def _entry(self, index):
+        for i, (path, size, sha) in enumerate(self._entries()):
+            if i == index:
+                return path, size, binascii.unhexlify(sha)
+
     def _chunk(self, message):
-        if self.doc is None or len(message) <= HEAD:
+        if self.offer is None or self.entry is None or len(message) <= HEAD:
             return
         offer, index, offset = struct.unpack(">4sHI", message[:HEAD])
         if offer != self.offer_id or index != self.index or offset != self.offset:
             return  # late, repeated or meant for another offer
-        path, size, sha = self.doc["files"][index]
+        path, size, sha = self.entry
         if offset + len(message) - HEAD > size:
             return
         dest = self._dest(path)
@@ -201,7 +219,7 @@ class Updater:
         if self.status_due:
             self.status_due = False
             self.node.publish_status()
-        if self.doc is None:
+        if self.offer is None:
             return self.finish()
         try:
             if self.subscribed != uplink.connects:
@@ -217,15 +235,16 @@ class Updater:
     def _step(self):
         """One piece of work: verify a complete file, copy an unchanged one from the running
         app, or ask for the next chunk; after the last file, switch."""
-        files = self.doc["files"]
-        if self.index >= len(files):
+        if self.entry is None:
             return self._switch()
-        path, size, sha = files[self.index]
+        path, size, sha = self.entry
         dest = self._dest(path)
         have = _size(dest)
         if have == size:
             if _sha(dest, self.buf) == sha:
                 self.index += 1
+                self.done += size
+                self.entry = self._entry(self.index)
                 self.offset = 0
                 self.fetched = False
                 self.asked = None
@@ -250,7 +269,7 @@ class Updater:
         if self.asked is not None:
             self.wait_ms = min(self.wait_ms * 2, MAX_ASK_MS)  # nobody answers: ask less often
         self.node.uplink.publish("ota/get", '{"v":1,"node":"%s","offer":"%s","file":%d,'
-                                 '"offset":%d,"size":%d}' % (self.node.node_id, self.doc["offer"],
+                                 '"offset":%d,"size":%d}' % (self.node.node_id, self.offer["offer"],
                                                             self.index, self.offset, CHUNK))
         self.asked = now
 
@@ -273,7 +292,7 @@ class Updater:
 
     def _switch(self):
         node = self.node
-        version, offer = self.doc["version"], self.doc["offer"]
+        version, offer = self.offer["version"], self.offer["offer"]
         min_s, max_s, max_boots = trial_limits(node.cfg)
         otagate.save(node.root, {
             "slot": self.slot, "version": version, "previous": self.state.get("version") or VERSION,
@@ -281,18 +300,18 @@ class Updater:
                       "min_s": min_s, "max_s": max_s, "max_boots": max_boots},
             "last": {"version": version, "offer": offer, "result": "trial", "reason": None}})
         node.log("update: %s verified in ota/%s; restarting into it on trial" % (version, self.slot))
-        self.doc = None
+        self.offer = None
         self.last = {"version": version, "offer": offer, "result": "switching", "reason": None}
         node.publish_status()
         node.uplink.close()  # DISCONNECT: a planned restart does not fire the last will
         node.hw.reset()
 
     def _stop(self, result, why):
-        doc = self.doc or {}
+        offer = self.offer or {}
         self.node.log("update %s: %s" % (result, why))
-        self.last = {"version": doc.get("version"), "offer": doc.get("offer"), "result": result,
-                     "reason": why}
-        self.doc = None
+        self.last = {"version": offer.get("version"), "offer": offer.get("offer"),
+                     "result": result, "reason": why}
+        self.offer = None
         self.status_due = True
 
     def stay_awake(self):
@@ -302,7 +321,7 @@ class Updater:
         clock = node.clock
         budget = min(30000, node.cfg["sample_interval_s"] * 500)
         start = clock.ticks_ms()
-        while node.updater is self and (self.doc is not None or self.status_due) \
+        while node.updater is self and (self.offer is not None or self.status_due) \
                 and node.uplink.is_up() and clock.ticks_diff(clock.ticks_ms(), start) < budget:
             node.hw.feed()
             node.service(200)
@@ -313,14 +332,11 @@ class Updater:
     # -- reporting and the end ---------------------------------------------------------------
     def report(self):
         """The `update` field of the node's status."""
-        doc = self.doc
-        if doc is None:
+        offer = self.offer
+        if offer is None:
             return self.last or self.state.get("last")
-        done = self.offset
-        for f in doc["files"][:self.index]:
-            done += f[1]
-        return {"version": doc["version"], "offer": doc["offer"], "result": "downloading",
-                "progress": done * 100 // doc["total"]}
+        return {"version": offer["version"], "offer": offer["offer"], "result": "downloading",
+                "progress": (self.done + self.offset) * 100 // offer["total"]}
 
     def finish(self):
         """Nothing left to do: keep the outcome for the status and drop this module."""

@@ -1,6 +1,7 @@
 # An update offer, checked (docs/node.md): a manifest (version, .mpy version, path, size and
 # SHA-256 of each file) authenticated with HMAC-SHA256 under this node's own key, so a key
-# extracted from one node cannot update another. The host signs the same signed_text().
+# extracted from one node cannot update another. The host signs the same signed_lines().
+# An accepted offer's file list goes to flash (ota/offer) rather than staying in RAM.
 # laterne.ota imports this module to check an offer and drops it right after.
 import binascii
 import hashlib
@@ -24,29 +25,40 @@ MAX_TOTAL = const(393216)
 
 
 # -- authentication ------------------------------------------------------------------------
+class Hmac:
+    """RFC 2104 HMAC with SHA-256, fed piece by piece (MicroPython has the hash in C, not the
+    hmac module)."""
+
+    def __init__(self, key):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        pad = bytearray(64)
+        for i in range(64):
+            pad[i] = (key[i] if i < len(key) else 0) ^ 0x36
+        self.inner = hashlib.sha256(pad)
+        for i in range(64):
+            pad[i] ^= 0x36 ^ 0x5C
+        self.outer = hashlib.sha256(pad)
+
+    def update(self, data):
+        self.inner.update(data)
+
+    def digest(self):
+        self.outer.update(self.inner.digest())
+        return self.outer.digest()
+
+
 def hmac_sha256(key, message):
-    """RFC 2104 HMAC with SHA-256 (MicroPython has the hash in C, not the hmac module)."""
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    inner = bytearray(64)
-    outer = bytearray(64)
-    for i in range(64):
-        k = key[i] if i < len(key) else 0
-        inner[i] = k ^ 0x36
-        outer[i] = k ^ 0x5C
-    h = hashlib.sha256(inner)
+    h = Hmac(key)
     h.update(message)
-    o = hashlib.sha256(outer)
-    o.update(h.digest())
-    return o.digest()
+    return h.digest()
 
 
-def signed_text(node_id, version, offer, mpy, files):
-    """The exact text whose HMAC authenticates an offer; the host signs the same text."""
-    out = ["laterne-ota 1\nnode %s\nversion %s\noffer %s\nmpy %d\n" % (node_id, version, offer, mpy)]
+def signed_lines(node_id, version, offer, mpy, files):
+    """The lines whose HMAC authenticates an offer, in order; the host signs the same."""
+    yield "laterne-ota 1\nnode %s\nversion %s\noffer %s\nmpy %d\n" % (node_id, version, offer, mpy)
     for path, size, sha in files:
-        out.append("file %s %d %s\n" % (path, size, sha))
-    return "".join(out)
+        yield "file %s %d %s\n" % (path, size, sha)
 
 
 def _hex(s, n):
@@ -149,32 +161,46 @@ def parse_offer(message):
     return doc
 
 
-def verify_offer(doc, node_id, key, mpy):
+def verify_offer(doc, node_id, key, mpy, out=None):
     """Raise ValueError unless the offer is for this node, authenticated with its key and
-    loadable by this MicroPython."""
+    loadable by this MicroPython. Each file's line "path size sha" is written to `out`."""
     if doc.get("node") != node_id:
         raise ValueError("offer is addressed to another node")
     if key is None:
         raise ValueError("this node has no update key (laterne configure --keys)")
-    text = signed_text(node_id, doc["version"], doc["offer"], doc["mpy"], doc["files"])
-    mac = doc.get("hmac")
-    if not _hex(mac, 64) or not _same(hmac_sha256(key, text.encode()), binascii.unhexlify(mac)):
+    mac = Hmac(key)
+    for line in signed_lines(node_id, doc["version"], doc["offer"], doc["mpy"], doc["files"]):
+        mac.update(line.encode())
+        if out is not None and line.startswith("file "):
+            out.write(line[5:])
+    given = doc.get("hmac")
+    if not _hex(given, 64) or not _same(mac.digest(), binascii.unhexlify(given)):
         raise ValueError("offer not authenticated for this node (wrong key, or altered)")
     if doc["mpy"] != mpy:
         raise ValueError("bundle holds .mpy v%d, this node loads v%d" % (doc["mpy"], mpy))
 
 
-def check(message, node_id, root):
-    """(offer, None) for an offer this node accepts, its files as [path, size, sha256 bytes];
-    (offer or None, reason) for one it refuses."""
+def check(message, node_id, root, path):
+    """({version, offer, count, total}, None) for an offer this node accepts, its files listed
+    in file `path`; (what could be read of it or None, reason) for one it refuses; (None,
+    None) for an offer of the running version."""
     doc = None
     try:
         doc = parse_offer(message)
-        verify_offer(doc, node_id, load_key(root), getattr(sys.implementation, "_mpy", 6) & 0xFF)
-        if doc["version"] != VERSION and parse_version(doc["version"]) < parse_version(VERSION):
+        info = {"version": doc["version"], "offer": doc["offer"], "count": len(doc["files"]),
+                "total": doc["total"]}
+        if doc["version"] == VERSION:
+            return None, None  # already running it: nothing to do
+        if parse_version(doc["version"]) < parse_version(VERSION):
+            verify_offer(doc, node_id, load_key(root), _mpy())
             raise ValueError("%s is older than the running %s" % (doc["version"], VERSION))
+        with open(path + ".new", "w") as out:
+            verify_offer(doc, node_id, load_key(root), _mpy(), out)
+        os.rename(path + ".new", path)
     except ValueError as e:
-        return doc, str(e)
-    for f in doc["files"]:
-        f[2] = binascii.unhexlify(f[2])
-    return doc, None
+        return doc and {"version": doc["version"], "offer": doc["offer"]}, str(e)
+    return info, None
+
+
+def _mpy():
+    return getattr(sys.implementation, "_mpy", 6) & 0xFF
