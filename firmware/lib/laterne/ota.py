@@ -154,7 +154,13 @@ class Updater:
         _mkdirs(top + "/")
         keep = []
         need = offer["total"] + SPARE
-        for path, size, sha in self._entries():
+        with open(self.manifest) as f:
+            lines = f.read().split("\n")
+        for line in lines:
+            if not line:
+                continue
+            path, size = line.split(" ", 2)[:2]
+            size = int(size)
             keep.append(path)
             have = _size(top + "/" + path)
             if have == size:
@@ -181,16 +187,14 @@ class Updater:
                       % (offer["version"], offer["count"], offer["total"], self.slot))
         self.status_due = True
 
-    def _entries(self):
-        with open(self.manifest) as f:
-            for line in f:
-                path, size, sha = line.split()
-                yield path, int(size), sha
-
     def _entry(self, index):
-        for i, (path, size, sha) in enumerate(self._entries()):
-            if i == index:
-                return path, size, binascii.unhexlify(sha)
+        """(path, size, sha256) of file `index` of the offer, or None after the last."""
+        with open(self.manifest) as f:
+            for i, line in enumerate(f):
+                if i == index:
+                    path, size, sha = line.split()
+                    return path, int(size), binascii.unhexlify(sha)
+        return None
 
     def _chunk(self, message):
         if self.offer is None or self.entry is None or len(message) <= HEAD:
