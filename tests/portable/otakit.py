@@ -92,6 +92,10 @@ class Node:
             self.updater = ota.Updater(self)
         return self.updater
 
+    def take(self, message):
+        """An offer arrives (as the node routes ota/ topics to its updater)."""
+        self.ota().on_message("laterne/lamp-t/ota/offer", message)
+
     def service(self, timeout_ms):
         if self.updater is not None:
             self.updater.pump()

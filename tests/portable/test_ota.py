@@ -80,12 +80,17 @@ def test_offers_with_unsafe_or_oversized_files_are_refused():
     assert "1..32 files" in reason(checked, offer(many))
 
 
-def test_download_is_verified_then_switched_by_one_record():
+def offered(files=None, state=None):
+    """A node that just got an offer of `files` (default: app_files()), and its push."""
     root = fresh_root()
-    node = Node(root)
-    files = app_files()
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
-    push = Push(node, files)
+    files = files or app_files()
+    node = Node(root, state)
+    node.take(offer(files))
+    return root, node, files, Push(node, files)
+
+
+def test_download_is_verified_then_switched_by_one_record():
+    root, node, files, push = offered()
     assert push.run(), "the node switched and reset"
     assert slot_files(root, "a") == files
     rec = read_state(root)
@@ -99,27 +104,20 @@ def test_download_is_verified_then_switched_by_one_record():
 
 
 def test_next_update_goes_to_the_other_slot_and_remembers_the_previous_app():
-    root = fresh_root()
-    state = {"slot": "a", "version": VERSION, "previous": "0.0.1"}
-    node = Node(root, state)
-    files = app_files()
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
-    assert Push(node, files).run()
+    root, node, files, push = offered(state={"slot": "a", "version": VERSION,
+                                             "previous": "0.0.1"})
+    assert push.run()
     rec = read_state(root)
     assert rec["slot"] == "b" and rec["trial"]["good"] == "a" and rec["previous"] == VERSION
 
 
 def test_a_reset_mid_download_keeps_complete_files_and_fetches_the_rest():
-    root = fresh_root()
-    files = app_files()
-    node = Node(root)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
-    push = Push(node, files)
+    root, node, files, push = offered()
     for _ in range(5):  # __init__ and hw/app (a chunk each) done, node.mpy (3) partly there
         node.updater.pump()
         push.answer()
     node = Node(root)  # the power came back: a new boot, the retained offer again
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
+    node.take(offer(files))
     again = Push(node, files)
     assert again.run()
     assert slot_files(root, "a") == files
@@ -127,11 +125,7 @@ def test_a_reset_mid_download_keeps_complete_files_and_fetches_the_rest():
 
 
 def test_a_tampered_file_is_fetched_twice_then_refused_and_nothing_switches():
-    root = fresh_root()
-    files = app_files()
-    node = Node(root)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
-    push = Push(node, files)
+    root, node, files, push = offered()
     push.alter = "laterne/node.mpy"
     assert not push.run()
     report = node.ota_state["last"]
@@ -145,61 +139,53 @@ def test_older_and_same_version_offers():
     root = fresh_root()
     node = Node(root)
     old = "0.0.1"
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(old), version=old))
+    node.take(offer(app_files(old), version=old))
     assert node.updater.last["result"] == "refused"
     assert "older than the running" in node.updater.last["reason"]
     node.updater.pump()  # reports, then drops itself
     assert node.updater is None and node.ota_state["last"]["version"] == old
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(VERSION), version=VERSION))
+    node.take(offer(app_files(VERSION), version=VERSION))
     assert node.updater.last is None and node.updater.offer is None  # already running: quiet
 
 
 def test_a_withdrawn_offer_stops_the_download():
-    root = fresh_root()
-    files = app_files()
-    node = Node(root)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
+    root, node, files, push = offered()
     node.updater.pump()
-    node.ota().on_message("laterne/lamp-t/ota/offer", b"")
+    node.take(b"")
     assert node.updater.last["result"] == "withdrawn"
     node.updater.pump()
     assert node.updater is None
 
 
 def test_unchanged_files_are_copied_from_the_running_app():
-    root = fresh_root()
     running = ota._running_dir()
     with open(running + "/flags.py", "rb") as f:  # the tests run the source files
         same = f.read()
     files = app_files()
     files["laterne/flags.py"] = same
-    node = Node(root)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
-    push = Push(node, files)
+    root, node, files, push = offered(files)
     assert push.run()
     assert slot_files(root, "a")["laterne/flags.py"] == same
     assert push.served == sum(len(b) for p, b in files.items() if p != "laterne/flags.py")
 
 
 def test_requests_are_asked_again_when_nobody_answers():
-    root = fresh_root()
-    files = app_files()
-    node = Node(root)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(files))
+    root, node, files, push = offered()
+
+    def asked():
+        return len([m for leaf, m in node.uplink.sent if leaf == "ota/get"])
     node.updater.pump()
-    asks = [m for leaf, m in node.uplink.sent if leaf == "ota/get"]
     node.updater.pump()
-    assert len([m for leaf, m in node.uplink.sent if leaf == "ota/get"]) == len(asks) == 1
+    assert asked() == 1
     node.clock.sleep(16)
     node.updater.pump()
-    assert len([m for leaf, m in node.uplink.sent if leaf == "ota/get"]) == 2
+    assert asked() == 2
     node.clock.sleep(16)  # now it waits twice as long
     node.updater.pump()
-    assert len([m for leaf, m in node.uplink.sent if leaf == "ota/get"]) == 2
+    assert asked() == 2
     node.uplink.connects += 1  # a new session: subscribe again and ask at once
     node.updater.pump()
-    assert len(node.uplink.client.subscriptions) == 2
-    assert len([m for leaf, m in node.uplink.sent if leaf == "ota/get"]) == 3
+    assert len(node.uplink.client.subscriptions) == 2 and asked() == 3
 
 
 def trial_node(root, cfg=None, boots=1):
@@ -237,7 +223,7 @@ def test_a_new_app_is_kept_only_after_it_ran_sampled_and_uploaded():
 def test_offers_wait_while_a_new_app_is_on_trial():
     root = fresh_root()
     node = trial_node(root)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(), offer_id="22222222"))
+    node.take(offer(app_files(), offer_id="22222222"))
     node.updater.pump()
     assert isinstance(node.updater, otagate.Gate) and node.statuses == 0
     assert node.updater.report()["result"] == "trial"
@@ -268,7 +254,7 @@ def test_deep_sleep_trials_count_their_wakes():
 def test_the_module_is_dropped_when_finished():
     root = fresh_root()
     node = Node(root)
-    node.ota().on_message("laterne/lamp-t/ota/offer", offer(app_files(VERSION), version=VERSION))
+    node.take(offer(app_files(VERSION), version=VERSION))
     node.updater.pump()
     assert node.updater is None
     import laterne
