@@ -108,8 +108,9 @@ class VirtualBoard:
             if clock.ticks_diff(clock.ticks_ms(), self.wdt_fed_ms) > self.wdt_timeout_ms:
                 self.wdt_timeout_ms = None
                 raise BoardReset(WDT_RESET)
-        for timer in list(self.timers):
-            timer._check(clock)
+        if self.timers:  # (no list copy on every sleep of a board without timers)
+            for timer in list(self.timers):
+                timer._check(clock)
 
 
 board = VirtualBoard()
