@@ -294,3 +294,38 @@ def test_build_command_reports_what_it_made(tmp_path):
     run = laterne("ota", "build", "--out", tmp_path / "b.zip", "--version", "1.2.3")
     assert run.returncode == 0, run.stderr
     assert "version 1.2.3" in run.stdout and (tmp_path / "b.zip").exists()
+
+
+def test_ctrl_c_withdraws_the_offers_not_yet_taken():
+    broker = Broker({"lamp-001": "silent"})
+    r, waves = rollout(broker, nodes=("lamp-001", "lamp-002"), waves="100%")
+
+    class Interrupting(Clock):
+        def __call__(self):
+            if self.t > 20:
+                raise KeyboardInterrupt
+            return Clock.__call__(self)
+    r.clock = Interrupting()
+    with pytest.raises(KeyboardInterrupt):
+        r.run(waves)
+    got = outcomes(r)
+    assert got["lamp-001"] == ("withdrawn", "interrupted by the operator")
+    assert got["lamp-002"][0] == "ok" and broker.withdrawn().count("lamp-001") == 1
+
+
+def test_progress_lines_and_the_final_table():
+    import io
+    from host_tools.ota import view
+    broker = Broker({"lamp-002": "rolled_back"})
+    out = io.StringIO()
+    r, waves = rollout(broker, nodes=("lamp-001", "lamp-002", "lamp-003"))
+    r.on_change = view.Live(out, Clock())
+    assert not r.run(waves)
+    lines = out.getvalue().splitlines()
+    assert lines[:2] == ["lamp-001: offered", "lamp-001: ok"]
+    assert "lamp-002: rolled back (crashed: RuntimeError: boom)" in lines
+    table = view.render(r, view.header(r)).splitlines()
+    assert table[0] == "update 0.2.0 to 3 node(s): 1 ok, halted (lamp-002 rolled_back)"
+    assert table[1].split() == ["node", "wave", "from", "to", "outcome", "reason"]
+    assert table[3].split()[:5] == ["lamp-002", "2", "0.1.0", "0.2.0", "rolled"]
+    assert table[4].split()[4:] == ["not", "offered", "rollout", "halted", "after", "wave", "2"]
