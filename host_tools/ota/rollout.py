@@ -102,6 +102,8 @@ class Rollout:
         for node_id in node_ids[start:]:  # the waves stop short of 100 %
             t = self._add(node_id, None)
             t.outcome, t.reason = "not offered", "beyond the last wave"
+        for t in self.targets.values():  # an earlier push that died may have left offers
+            self._withdraw(t)
         return len(waves)
 
     def _add(self, node_id, wave):
@@ -187,7 +189,7 @@ class Rollout:
             return
         t.outcome, t.reason = outcome, reason
         t.times.setdefault(outcome, self.clock())
-        if outcome in TERMINAL and t.offer == self.offer_id and outcome != "not offered":
+        if outcome in TERMINAL and t.offer is not None:
             self._withdraw(t)  # done with it, whatever happened: no retained offer is left
         self.on_change(self)
 

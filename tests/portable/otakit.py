@@ -101,6 +101,12 @@ class Node:
             self.updater.pump()
 
 
+def hmac(key, data):
+    h = otaoffer.Hmac(key)
+    h.update(data)
+    return h.digest()
+
+
 def sha(data):
     return binascii.hexlify(hashlib.sha256(data).digest()).decode()
 
@@ -115,7 +121,7 @@ def app_files(version="9.0.0", extra=b"", size=5000):
 def offer(files, version="9.0.0", offer_id="0a0b0c0d", key=KEY, node="lamp-t", mpy=6):
     listing = [[p, len(files[p]), sha(files[p])] for p in sorted(files)]
     text = "".join(otaoffer.signed_lines(node, version, offer_id, mpy, listing))
-    mac = binascii.hexlify(otaoffer.hmac_sha256(key, text.encode())).decode()
+    mac = binascii.hexlify(hmac(key, text.encode())).decode()
     return json.dumps({"v": 1, "node": node, "version": version, "offer": offer_id, "mpy": mpy,
                        "files": listing, "hmac": mac}).encode()
 

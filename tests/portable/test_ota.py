@@ -13,7 +13,7 @@ from otakit import KEY, Node, Push, app_files, fresh_root, offer, read_state, sl
 
 
 def hexmac(key, data):
-    return binascii.hexlify(otaoffer.hmac_sha256(key, data)).decode()
+    return binascii.hexlify(otakit.hmac(key, data)).decode()
 
 
 def test_hmac_sha256_matches_rfc_4231():

@@ -102,6 +102,7 @@ class Updater:
         self.manifest = node.root + "ota/offer"  # the accepted offer's "path size sha" lines
         self.last = None         # the outcome to report: refused, failed, withdrawn ...
         self.offer = None        # the offer being downloaded: {version, offer, count, total}
+        self.offer_id = None     # its id as the 4 bytes that start each chunk
         self.slot = None         # "a" or "b": never the slot of the running app
         self.index = 0           # the file being fetched: its (path, size, sha) in self.entry
         self.entry = None

@@ -48,12 +48,6 @@ class Hmac:
         return self.outer.digest()
 
 
-def hmac_sha256(key, message):
-    h = Hmac(key)
-    h.update(message)
-    return h.digest()
-
-
 def signed_lines(node_id, version, offer, mpy, files):
     """The lines whose HMAC authenticates an offer, in order; the host signs the same."""
     yield "laterne-ota 1\nnode %s\nversion %s\noffer %s\nmpy %d\n" % (node_id, version, offer, mpy)
