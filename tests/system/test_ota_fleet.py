@@ -1,9 +1,10 @@
 # Updates over the air on the virtual fleet: the unmodified firmware on MicroPython against a
 # real mosquitto, driven by the real `laterne ota build` and `laterne ota push`. A good update
 # goes wave by wave without losing or delaying a reading, through power cuts during a
-# download and a trial; broken bundles roll the canary back by itself and halt the push;
-# tampered, wrongly keyed and older offers are refused; deep-sleep nodes update over their
-# wakes, through a broker outage mid-rollout.
+# download and a trial; broken bundles (failing at import, crashing, hanging, never
+# uploading) roll the canary back by itself and halt the push; tampered, wrongly keyed and
+# older offers are refused; deep-sleep nodes update over their wakes, through a broker outage
+# mid-rollout.
 import json
 import time
 
@@ -97,6 +98,13 @@ def crashes_after_a_minute(lib):
          "                raise RuntimeError(\"this build crashes after a minute\")\n")
 
 
+def hangs(lib):
+    edit(lib / "node.py", "            self.hw.feed()\n            now = clock.ticks_ms()\n",
+         "            self.hw.feed()\n            now = clock.ticks_ms()\n"
+         "            while clock.ticks_diff(now, self.started) > 30000:\n"
+         "                clock.sleep_ms(1000)  # stuck, and the watchdog is not fed\n")
+
+
 def never_uploads(lib):
     edit(lib / "node.py", '        """Link up, drain the spool, report. Returns True when the spool was drained."""\n',
          '        """Link up, drain the spool, report. Returns True when the spool was drained."""\n'
@@ -113,7 +121,8 @@ def test_broken_bundles_roll_the_canary_back_halt_the_push_and_reach_no_other_no
     patch.write_text(json.dumps({"safe_mode": {"crashes": 2, "window_s": 3600, "safe_s": 600}}))
     bad = [("0.2.0", fails_at_import, "ImportError"),
            ("0.2.1", crashes_after_a_minute, "crashed"),
-           ("0.2.2", never_uploads, "no proof of health within 360 s")]
+           ("0.2.2", hangs, "watchdog reset (hang)"),
+           ("0.2.3", never_uploads, "no proof of health within 360 s")]
     bundles = [(v, build(tmp_path, v, patch_fn), why) for v, patch_fn, why in bad]
     good = build(tmp_path, "0.3.0", every_file_changed)  # nothing to copy: all is fetched
     older = build(tmp_path, "0.0.9")
@@ -150,10 +159,10 @@ def test_broken_bundles_roll_the_canary_back_halt_the_push_and_reach_no_other_no
         assert not any(o["version"].startswith("0.2.") for _, o in watch.offers(n))
         assert not any(s["fw"].startswith("0.2.") for s in statuses(collector, n))
     canary = statuses(collector, "lamp-001")
-    assert {"0.2.0", "0.2.1", "0.2.2"} <= {update(s).get("version") for s in canary}
+    assert {"0.2.0", "0.2.1", "0.2.2", "0.2.3"} <= {update(s).get("version") for s in canary}
     for n in nodes:  # a node in safe mode keeps its radio off: its console tells
         assert "safe mode" not in fleet.console(n), fleet.console(n)[-3000:]
-    assert canary[-1]["fw"] == "0.1.0" and canary[-1]["fw_previous"] == "0.2.2"
+    assert canary[-1]["fw"] == "0.1.0" and canary[-1]["fw_previous"] == "0.2.3"
     reasons = {}
     for rc, out in refusals:
         assert rc == 1, out
