@@ -222,6 +222,14 @@ def test_a_node_that_never_reports_times_out_and_halts():
     assert got["lamp-003"][0] == "not offered" and "lamp-003" not in broker.offered()
 
 
+def test_an_offer_not_taken_up_is_published_again():
+    broker = Broker({"lamp-001": "silent"})
+    r, waves = rollout(broker, nodes=("lamp-001",), waves="1", timeout=200)
+    assert not r.run(waves)
+    assert 3 <= broker.history("lamp-001").count("offer") <= 200 // 30 + 1
+    assert outcomes(r)["lamp-001"][0] == "timeout"
+
+
 def test_running_again_resumes_nodes_already_updated_are_not_offered():
     broker = Broker({})
     done = {"fw": "0.2.0", "update": {"version": "0.2.0", "offer": "aaaaaaaa", "result": "ok"}}

@@ -21,6 +21,7 @@ TERMINAL = ("ok", "refused", "failed", "rolled_back", "timeout", "withdrawn", "n
 FAILED = ("refused", "failed", "rolled_back", "timeout", "withdrawn")
 SWITCHED = ("switching", "trial")  # past the point where withdrawing the offer stops it
 MAX_PIECE = 3072
+NUDGE_S = 30.0  # an offer not taken up in this long is published again (see _check_timeouts)
 
 
 def parse_waves(text, count):
@@ -60,6 +61,7 @@ class Target:
         self.reason = None
         self.progress = None
         self.offered_at = None
+        self.published_at = None  # when its offer was last published
         self.bytes = 0          # MQTT bytes of the update between broker and node
         self.times = {}         # outcome -> monotonic time it was first seen
 
@@ -155,6 +157,7 @@ class Rollout:
         message = bundles.offer(self.bundle, t.node, node_key, self.offer_id)
         topic = "%s/%s/ota/offer" % (self.prefix, t.node)
         self.conn.client.publish(topic, message, qos=1, retain=True)
+        t.published_at = self.clock()
         t.bytes += packet_size(topic, message.encode(), 1)
 
     def _withdraw(self, t):
@@ -178,6 +181,11 @@ class Rollout:
     def _check_timeouts(self, wave):
         now = self.clock()
         for t in wave:
+            if t.outcome == "offered" and t.offer == self.offer_id \
+                    and now - t.published_at > NUDGE_S:
+                # a retained message reaches a subscribed node again when published again: a
+                # node that could not take the offer (out of memory, say) gets another chance
+                self._publish_offer(t)
             if t.outcome not in TERMINAL and t.offered_at is not None \
                     and now - t.offered_at > self.timeout:
                 last = t.outcome + (" %d%%" % t.progress if t.outcome == "downloading" else "")
