@@ -18,6 +18,7 @@ VERBS = {
     "ingest": "store every reading from the broker in a database (SQLite or PostgreSQL)",
     "export": "readings from the database as CSV (or Parquet), with derived values",
     "acl": "the broker's access control list (mosquitto) for the fleet in the inventory",
+    "ota": "updates over the air: build a bundle, push it to nodes in waves",
     "sim": "run virtual nodes (unmodified firmware on MicroPython) against a broker",
     "virtual-board": "a virtual node behind a pseudo-terminal, driven like a USB board",
     "boards": "list the supported boards or validate the board files",

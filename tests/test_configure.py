@@ -50,6 +50,25 @@ def test_cli_with_secrets_file_never_prints_secrets(vboard, tmp_path):
         assert secret not in run.stdout + run.stderr
 
 
+def test_keys_put_the_nodes_own_update_key_on_it_and_never_show_it(vboard, tmp_path):
+    from host_tools.ota import keys
+    deploy.deploy(vboard.pty, progress=False)
+    site, _, secrets = write_inputs(tmp_path)
+    key_file = tmp_path / "fleet-keys.json"
+    run = laterne("configure", "--port", vboard.pty, "--node-id", "lamp-9", "--board",
+                  "esp32-devkitc", "--site", site, "--secrets", secrets, "--keys", key_file)
+    assert run.returncode == 0, run.stderr
+    assert key_file.stat().st_mode & 0o077 == 0, "the fleet key file is private"
+    master = keys.load(key_file)
+    node_key = keys.node_key(master, "lamp-9")
+    assert (vboard.fs / "ota.key").read_text() == node_key.hex()
+    assert node_key != keys.node_key(master, "lamp-10")  # every node has its own
+    shown = run.stdout + run.stderr
+    assert "update key of lamp-9 installed" in shown
+    for secret in (master.hex(), node_key.hex()):
+        assert secret not in shown
+
+
 def test_bad_field_is_refused_before_anything_is_written(vboard, tmp_path):
     deploy.deploy(vboard.pty, progress=False)
     site = dict(SITE, broker={"host": "127.0.0.1", "port": 70000})

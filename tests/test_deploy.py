@@ -73,6 +73,24 @@ def test_only_changed_files_are_copied_and_stale_ones_removed(vboard, tmp_path):
         hashlib.sha256(built["/lib/laterne/flags.mpy"]).digest()
 
 
+def test_deploy_installs_the_factory_app_and_resets_updates(vboard):
+    """The loader boots what deploy put in /lib: the update record and slots go, the node's
+    update key stays."""
+    deploy.deploy(vboard.pty, progress=False)
+    slot = vboard.fs / "ota" / "a" / "laterne"
+    slot.mkdir(parents=True)
+    (slot / "__init__.mpy").write_bytes(b"an update")
+    (vboard.fs / "ota" / "state").write_text(
+        '{"slot": "a", "version": "9.9.9", "previous": "0.1.0", "last": null}')
+    (vboard.fs / "ota.key").write_text("ab" * 32)
+    result = deploy.deploy(vboard.pty, progress=False)
+    assert result["ota_reset"] and not (vboard.fs / "ota").exists()
+    assert (vboard.fs / "ota.key").read_text() == "ab" * 32
+    out = _device_exec(vboard.pty, "import laterne\nprint(laterne.__path__)")
+    assert out.strip().endswith("/lib/laterne")
+    assert deploy.deploy(vboard.pty, progress=False)["ota_reset"] is False
+
+
 def test_cli_says_when_nothing_changed(vboard):
     first = laterne("deploy", "--port", vboard.pty)
     assert first.returncode == 0, first.stderr

@@ -73,6 +73,22 @@ def test_status_fields_and_last_will():
     assert row["state"] == "offline" and row["fw"] == "0.3.1"  # last known firmware kept
 
 
+def test_version_column_tells_what_an_update_does():
+    fs = FleetState()
+    cases = [(None, "0.3.1"),
+             ({"version": "0.4.0", "offer": "ab", "result": "downloading", "progress": 40},
+              "0.3.1, getting 0.4.0 40%"),
+             ({"version": "0.3.1", "offer": "ab", "result": "trial", "reason": None}, "0.3.1 on trial"),
+             ({"version": "0.3.1", "offer": "ab", "result": "ok", "reason": None}, "0.3.1"),
+             ({"version": "0.4.0", "offer": "ab", "result": "rolled_back", "reason": "crashed"},
+              "0.3.1 (0.4.0 rolled back)"),
+             ({"version": None, "result": "refused"}, "0.3.1"), ("garbage", "0.3.1")]
+    for update, shown in cases:
+        ev = fs.update("laterne/n1/status", status("n1", fw="0.3.1", update=update), NOW)
+        assert fs.table(NOW)[0]["fw"] == shown, update
+        assert ev[0]["update"] == update
+
+
 def test_stale_when_the_newest_reading_is_too_old():
     fs = FleetState(stale_after=600)
     fs.update("laterne/a/status", status("a"), NOW)

@@ -38,7 +38,22 @@ STATUS_FIELDS = {
 }
 
 
-def real_messages():
+def ota_messages(root):
+    """An offer as `laterne ota push` sends it, the node's request and its status report."""
+    import otakit
+    from host_tools.ota import bundle
+    b = bundle.Bundle("9.0.0", 6, otakit.app_files())
+    node = otakit.Node(root)
+    node.ota().on_message("laterne/lamp-t/ota/offer",
+                          bundle.offer(b, "lamp-t", otakit.KEY, "0a0b0c0d").encode())
+    node.updater.pump()
+    get = [m for leaf, m in node.uplink.sent if leaf == "ota/get"][0]
+    return (json.loads(bundle.offer(b, "lamp-001", otakit.KEY, "0a0b0c0d")), json.loads(get),
+            node.updater.report())
+
+
+def real_messages(tmp_path):
+    offer, get, downloading = ota_messages(str(tmp_path) + "/")
     rows = [(1, 1700000000, 4, 0, 2150, 101325, 4512),
             (2, 100, 4, flags.TIME_RELATIVE, 2151, 0, 0),
             (3, 50, 3, flags.TIME_RELATIVE | flags.P_SKIPPED | flags.H_SKIPPED, -3999, 0, 0)]
@@ -50,19 +65,28 @@ def real_messages():
         "config_set": {"id": "r1", "set": {"batch_size": 20, "sensor": {"iir": 4},
                                            "delivery": "stored"}},
         "stored": json.loads(service.stored_json("lamp-001", 1041)),
+        "ota_offer": offer,
+        "ota_get": get,
+        "status_updating": json.loads(payload.status_json("lamp-001", dict(
+            STATUS_FIELDS, fw_previous="0.3.0", update=downloading))),
+        "status_rolled_back": json.loads(payload.status_json("lamp-001", dict(
+            STATUS_FIELDS, fw_previous="0.5.0", update={
+                "version": "0.5.0", "offer": "0a0b0c0d", "result": "rolled_back",
+                "reason": "watchdog reset (hang)"}))),
     }
 
 
 @pytest.mark.parametrize("name", ["readings", "status", "will", "config_result", "config_set",
-                                  "stored"])
-def test_real_messages_validate(name):
-    msg = real_messages()[name]
-    validator(name).validate(msg)
+                                  "stored", "ota_offer", "ota_get", "status_updating",
+                                  "status_rolled_back"])
+def test_real_messages_validate(name, tmp_path):
+    msg = real_messages(tmp_path)[name]
+    validator(name.split("_")[0] if name.startswith("status") else name).validate(msg)
     jsonschema.Draft202012Validator(SCHEMA).validate(msg)  # the root accepts it too
 
 
-def test_config_set_accepted_by_schema_is_accepted_by_node():
-    msg = real_messages()["config_set"]
+def test_config_set_accepted_by_schema_is_accepted_by_node(tmp_path):
+    msg = real_messages(tmp_path)["config_set"]
     rid, patch = payload.parse_config_set(json.dumps(msg).encode())
     assert rid == "r1" and patch == msg["set"]
 
@@ -99,14 +123,19 @@ BAD = [
     ("config_set", ("set", "delivery"), "database"), ("status", ("spool_first",), -1),
     ("stored", ("seq",), 0), ("stored", ("seq",), "1041"), ("stored", ("node",), KeyError),
     ("stored", ("online",), True),
+    ("ota_offer", ("hmac",), "not-hex"), ("ota_offer", ("files", 0, 0), "laterne/../main.py"),
+    ("ota_offer", ("files", 0, 1), 0), ("ota_offer", ("version",), "v2"),
+    ("ota_offer", ("run",), "x"), ("ota_get", ("file",), -1), ("ota_get", ("offer",), "xyz"),
+    ("status_updating", ("update", "result"), "exploded"),
+    ("status_updating", ("update", "progress"), 101),
 ]
 
 
 @pytest.mark.parametrize("name,path,value", BAD)
-def test_bad_messages_fail(name, path, value):
-    msg = mutate(real_messages()[name], path, value)
+def test_bad_messages_fail(name, path, value, tmp_path):
+    msg = mutate(real_messages(tmp_path)[name], path, value)
     with pytest.raises(jsonschema.ValidationError):
-        validator(name).validate(msg)
+        validator(name.split("_")[0] if name.startswith("status") else name).validate(msg)
 
 
 def test_the_ingest_report_is_what_the_node_takes():

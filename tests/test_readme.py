@@ -109,7 +109,8 @@ def test_every_readme_command_is_exercised(cmd):
         verb = argv[1]
         verbs = re.findall(r"^    ([a-z][a-z-]*)\s", help_text(), re.M)
         assert verb in verbs, "%s is not a verb of `laterne --help` (%s)" % (verb, verbs)
-        documented = set(re.findall(r"--[a-z][a-z0-9-]*", help_text(verb)))
+        action = argv[2:3] if len(argv) > 2 and not argv[2].startswith("-") else []
+        documented = set(re.findall(r"--[a-z][a-z0-9-]*", help_text(verb, *action)))
         used = {a.split("=")[0] for a in argv[2:] if a.startswith("--")}
         assert used <= documented, "%s: %s not in `laterne %s --help`" % (
             cmd, sorted(used - documented), verb)
@@ -160,7 +161,8 @@ def test_the_success_line_shown_is_what_provision_prints(monkeypatch, capsys):
         "warnings": []})
     args = argparse.Namespace(port="/dev/ttyUSB0", inventory="fleet.csv", row="lamp-017",
                               firmware="ESP32_GENERIC.bin", board=None, site=None, secrets=None,
-                              log="provisioning.jsonl", skip_flash=False, restart=False)
+                              log="provisioning.jsonl", skip_flash=False, restart=False,
+                              keys=None)
     assert command.run(args) == 0
     printed = capsys.readouterr().out.strip()
     pattern = r"\s+".join(re.escape(w).replace(r"\.\.\.", r"\S+") for w in shown.split())

@@ -10,6 +10,8 @@ def add_arguments(parser):
     parser.add_argument("--board", help="board name; default: the inventory row's board")
     parser.add_argument("--site", help="site defaults JSON for configure")
     parser.add_argument("--secrets", help="file of KEY=value secret lines (mode 600)")
+    parser.add_argument("--keys", metavar="FILE",
+                        help="fleet update key file for configure (created when missing)")
     parser.add_argument("--log", default="provisioning.jsonl",
                         help="provisioning log to append to (default: provisioning.jsonl)")
     parser.add_argument("--skip-flash", action="store_true",
@@ -21,6 +23,7 @@ def add_arguments(parser):
 def run(args):
     record = provision.provision(args.port, args.inventory, args.row, firmware=args.firmware,
                                  board=args.board, site=args.site, secrets_file=args.secrets,
+                                 keys=args.keys,
                                  log_path=args.log, skip_flash=args.skip_flash,
                                  restart=args.restart)
     print("provision: OK %s  MAC %s  board %s  logged to %s"

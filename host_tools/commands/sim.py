@@ -24,6 +24,9 @@ def add_arguments(p):
     p.add_argument("--cafile", help="CA certificate (PEM) of an mqtts:// broker")
     p.add_argument("--no-ntp", action="store_true",
                    help="no time server answers: readings are published with ts null")
+    p.add_argument("--keys", metavar="FILE",
+                   help="fleet update key file (created when missing): each node gets its "
+                        "own key, so `laterne ota push --keys FILE` can update it")
 
 
 def run(args):
@@ -54,7 +57,7 @@ def run(args):
         sim.run_fleet(args.nodes, args.broker, args.state, args.sample_interval,
                       args.upload_interval, args.time_scale, args.preload,
                       args.exit_when_drained, args.duration, args.deep_sleep, args.prefix,
-                      ntp=not args.no_ntp, ca=ca, overrides=overrides)
+                      ntp=not args.no_ntp, ca=ca, overrides=overrides, keys=args.keys)
     except ConnectionRefusedError:
         raise UserError("no broker answers at %s" % args.broker,
                         "start one (mosquitto -p PORT) or check --broker")

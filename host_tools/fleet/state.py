@@ -19,6 +19,22 @@ def _num(v):
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
+def fw_text(status):
+    """The running version, and what an update over the air is doing to it."""
+    fw = _str(status.get("fw"))
+    upd = status.get("update")
+    if fw is None or not isinstance(upd, dict) or not isinstance(upd.get("version"), str):
+        return fw
+    result = upd.get("result")
+    if result == "trial":
+        return fw + " on trial"
+    if result == "downloading" and isinstance(upd.get("progress"), int):
+        return "%s, getting %s %d%%" % (fw, upd["version"], upd["progress"])
+    if result in ("rolled_back", "refused", "failed"):
+        return "%s (%s %s)" % (fw, upd["version"], result.replace("_", " "))
+    return fw
+
+
 class Node:
     def __init__(self, node_id):
         self.id = node_id
@@ -133,7 +149,7 @@ class FleetState:
             node.status = doc
         event = {"type": "status", "node": node_id, "online": online}
         for key in ("fw", "uptime_s", "rssi", "spool_depth", "dropped", "sensor", "last_error",
-                    "reset_cause", "time_synced", "safe_mode"):
+                    "reset_cause", "time_synced", "safe_mode", "fw_previous", "update"):
             if online and key in doc:
                 event[key] = doc[key]
         return [event]
@@ -165,7 +181,7 @@ class FleetState:
                 "t_c": last.get("t_c"), "p_hpa": last.get("p_hpa"), "h_pct": last.get("h_pct"),
                 "age_s": n.reading_age(now), "seq": last.get("seq"),
                 "spool_depth": _int(s.get("spool_depth")), "dropped": _int(s.get("dropped")),
-                "rssi": _num(s.get("rssi")), "fw": _str(s.get("fw")),
+                "rssi": _num(s.get("rssi")), "fw": fw_text(s),
                 "last_error": _str(s.get("last_error")),
             })
         return out

@@ -1,6 +1,8 @@
 # `laterne deploy`: compile firmware/lib with mpy-cross for the board's architecture and .mpy
 # version (read from the board), compare sha256 per file with the board, copy only what
 # differs, remove stale files under /lib, soft-reset. boot.py and main.py stay source.
+# What deploy installs is the factory app (/lib): it also resets the updates over the air
+# (ota/state first, so the loader boots /lib, then the update slots), keeping the node key.
 import hashlib
 import os
 import re
@@ -47,6 +49,26 @@ for _p in %r:
 _walk('/lib', _r)
 print(repr(_r))
 del _h, _walk, _r
+"""
+
+# Boot the factory app from now on: drop the loader's record, then the update slots.
+RESET_OTA = """\
+import os
+def _rm(p):
+    for e in list(os.ilistdir(p)):
+        q = p + '/' + e[0]
+        _rm(q) if e[1] & 0x4000 else os.remove(q)
+    os.rmdir(p)
+try:
+    os.remove('/ota/state')
+    print('reset')
+except OSError:
+    pass
+try:
+    _rm('/ota')
+except OSError:
+    pass
+del _rm
 """
 
 
@@ -184,6 +206,8 @@ def _report(result, dry_run, log):
             % (verb, len(result["copied"]), len(result["removed"]), result["unchanged"],
                result["app_hash"][:12]))
     if not dry_run:
+        if result.get("ota_reset"):
+            log("deploy: the update installed over the air was reset: the node runs this app")
         log("board soft-reset: the node runs the new firmware")
 
 
@@ -207,6 +231,7 @@ def _deploy(port, firmware_dir, dry_run, progress, timeout):
             for p in remove:
                 fn = "rmdir" if p.endswith("/") else "remove"
                 dev.exec("import os\ntry: os.%s(%r)\nexcept OSError: pass" % (fn, p.rstrip("/")))
+            result["ota_reset"] = b"reset" in dev.exec(RESET_OTA)
             if copy:
                 after = dev.eval_repr(hashes_code)
                 bad = [p for p in copy if after.get(p) != hashlib.sha256(files[p]).hexdigest()]

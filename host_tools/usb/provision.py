@@ -74,9 +74,10 @@ def _now():
 def provision(port, inventory_path, row_id, firmware=None, board=None, site=None,
               secrets_file=None, log_path="provisioning.jsonl", skip_flash=False,
               state_dir=None, firmware_dir=None, flash=None, restart=False, environ=None,
-              log=print, timeout=10):
+              log=print, timeout=10, keys=None):
     """Run the steps not yet done; returns the log record. `board` names a board other than
-    the inventory row's; `flash` replaces flash_board (tests inject a fake flash step here)."""
+    the inventory row's; `flash` replaces flash_board (tests inject a fake flash step here);
+    `keys` is the fleet's OTA key file: the node's own key is put on it after configure."""
     row = inventory.read_inventory(inventory_path, row_id)
     board_spec = load_board(board or row["board"])
     if not skip_flash:
@@ -114,7 +115,7 @@ def provision(port, inventory_path, row_id, firmware=None, board=None, site=None
             continue
         log("provision: %s ..." % step)
         try:
-            info = _run_step(step, port, job, firmware, firmware_dir, flash, log, timeout)
+            info = _run_step(step, port, job, firmware, firmware_dir, flash, log, timeout, keys)
         except Exception as e:
             record["failed_step"] = step
             record["reason"] = e.message if isinstance(e, UserError) else "%s: %s" % (
@@ -141,7 +142,7 @@ def _carry(record, info):
             record[key] = info[key]
 
 
-def _run_step(step, port, job, firmware, firmware_dir, flash, log, timeout):
+def _run_step(step, port, job, firmware, firmware_dir, flash, log, timeout, keys):
     """One step for the node spec `job` (row, board dict, config); returns what it learnt."""
     if step == "flash":
         if flash is None:
@@ -155,6 +156,9 @@ def _run_step(step, port, job, firmware, firmware_dir, flash, log, timeout):
                 "removed": len(result["removed"])}
     if step == "configure":
         result = configure.configure(port, job.config, job.board, log=log, timeout=timeout)
+        if keys:
+            from host_tools.ota import keys as ota_keys
+            ota_keys.install(port, job.config["node_id"], keys, log, timeout)
         return {"config_hash": result["config_hash"]}
     report = check.check(port, timeout=timeout)
     log(check.table(report["lines"]))

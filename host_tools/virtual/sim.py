@@ -18,6 +18,7 @@ from host_tools import paths
 POWER_RETURNS_S = 1.0
 NTP_DELTA = 2208988800  # 1900 -> 1970
 SIM_AP = {"ssid": "laterne-sim", "password": "street-lamp-sim", "rssi": -61}
+FLASH_BLOCKS = 512  # 2 MB of 4 KB blocks: the vfs partition of ESP32_GENERIC on 4 MB flash
 
 
 class World:
@@ -130,7 +131,7 @@ class VirtualNode:
         self.restarts = 0
         self.log = None
 
-    def prepare(self, config, board):
+    def prepare(self, config, board, ota_key=None):
         from laterne import config as schema
         self.dir.mkdir(parents=True, exist_ok=True)
         config = merge(config, self.opts["overrides"])
@@ -139,6 +140,8 @@ class VirtualNode:
             raise ValueError("sim config for %s: %s" % (self.node_id, "; ".join(errors)))
         (self.dir / "config.json").write_text(json.dumps(cfg, sort_keys=True))
         (self.dir / "board.json").write_text(json.dumps(board, sort_keys=True))
+        if ota_key is not None:  # what `laterne configure --keys` puts on a node
+            (self.dir / "ota.key").write_text(ota_key)
         fresh = not (self.dir / "flash.img").exists()
         preload = None
         if fresh and self.opts["preload"]:
@@ -147,7 +150,7 @@ class VirtualNode:
         self.run_spec = {
             "firmware": str(self.opts["firmware"]), "scale": self.opts["time_scale"],
             "uid": "240ac4%06x" % self.index, "seed": self.index, "aps": [SIM_AP],
-            "flash_blocks": 128, "epoch_unix": self.world.epoch_unix,
+            "flash_blocks": FLASH_BLOCKS, "epoch_unix": self.world.epoch_unix,
             "epoch_host_ns": self.world.epoch_host_ns, "preload": preload,
             "config_spool_bytes": cfg["spool_bytes"], "cause": "power_on",
         }
@@ -235,7 +238,7 @@ def parse_broker(url):
 def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, time_scale=1.0,
               preload=0, exit_when_drained=False, duration=None, deep_sleep=False,
               prefix="laterne", heap="256k", board=None, ntp=True, ca=None, overrides=None,
-              log=print):
+              keys=None, log=print):
     host, port, tls = parse_broker(broker)
     if tls and ca is None:
         raise ValueError("an mqtts:// broker needs the CA certificate that signed it (--cafile)")
@@ -252,6 +255,10 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
         board = json.loads((paths.BOARDS / "esp32-devkitc.json").read_text())
     opts["firmware"] = install_firmware(state / ".firmware")
     fleet = [VirtualNode(i + 1, state, world, opts) for i in range(nodes)]
+    master = None
+    if keys is not None:
+        from host_tools.ota import keys as ota_keys
+        master = ota_keys.load_or_create(keys, log)
     watch = DrainWatch(host, port, prefix, [n.node_id for n in fleet]) if exit_when_drained else None
     stopping = []
 
@@ -262,7 +269,8 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
     started = time.monotonic()
     try:
         for n in fleet:
-            n.prepare(node_config(n.node_id, host, port, ntp_server.port, opts), board)
+            n.prepare(node_config(n.node_id, host, port, ntp_server.port, opts), board,
+                      ota_keys.node_key(master, n.node_id).hex() if master else None)
             n.start()
         log("sim: %d nodes in %s, broker %s:%d, time x%g" % (nodes, state, host, port, time_scale))
         while not stopping:

@@ -113,8 +113,9 @@ def _body_start(p):
 
 class ScriptedBroker:
     """A broker in a thread on a loopback port, one link at a time: CONNECT is answered with
-    `connack`, SUBSCRIBE with its SUBACK followed by `after_subscribe` (bytes, or a function
-    of the link number giving them). Every packet the client sent is kept per link."""
+    `connack`, SUBSCRIBE with its SUBACK, the link's first SUBACK followed by `after_subscribe`
+    (bytes, or a function of the link number giving them: a retained config/set, say). Every
+    packet the client sent is kept per link."""
 
     def __init__(self, connack=b"\x20\x02\x00\x00", after_subscribe=b""):
         self.connack = connack
@@ -146,6 +147,7 @@ class ScriptedBroker:
         conn.settimeout(0.1)
         conn.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: no Nagle wait between packets
         buf = b""
+        first = True  # the link's first SUBSCRIBE (config/set) gets after_subscribe
         while self.running:
             try:
                 data = conn.recv(4096)
@@ -160,7 +162,8 @@ class ScriptedBroker:
                     _send_all(conn, self.connack)
                 elif p[0] == 0x82:
                     self.conn = conn
-                    extra = self.after_subscribe
+                    extra = self.after_subscribe if first else b""
+                    first = False
                     if callable(extra):
                         extra = extra(len(self.links))
                     i = _body_start(p)

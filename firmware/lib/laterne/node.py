@@ -46,6 +46,8 @@ class Node:
         self.crash_report = self._take_crash_report()
         self.pending_results = []
         self.drained_once = False
+        self.ota_state = None  # the update record the loader booted (set by laterne.hw.app)
+        self.updater = None    # laterne.ota.Updater while an update is under way
         _current = self
 
     # -- health ------------------------------------------------------------------------------
@@ -68,6 +70,8 @@ class Node:
             "safe_mode": bool(self.safe_mode), "config_source": self.cfg_source,
             "wifi": self.hw.wifi.isconnected(), "broker": self.uplink.state,
             "power_mode": self.cfg["power_mode"],
+            "fw_previous": (self.ota_state or {}).get("previous"),
+            "update": self.updater.report() if self.updater else (self.ota_state or {}).get("last"),
         }
 
     def fail(self, where, e):
@@ -137,16 +141,22 @@ class Node:
         if drained and not self.drained_once:
             self.drained_once = True
             self.publish_status()  # tell watchers the backlog is gone
+        if self.updater is not None:
+            self.updater.after_upload(drained)
         return drained
 
     def service(self, timeout_ms):
         self.uplink.service(timeout_ms)
+        if self.updater is not None:
+            self.updater.pump()
         while self.pending_results and self.uplink.is_up():
             topic_leaf, message = self.pending_results.pop(0)
             self.uplink.publish(topic_leaf, message, False, 1)
 
     # -- remote configuration ----------------------------------------------------------------
     def _on_message(self, topic, message):
+        if "/ota/" in topic:
+            return self.guard("update", self.ota_message, topic, message)
         if not topic.endswith("/config/set"):
             return
         request_id = None
@@ -170,6 +180,16 @@ class Node:
     def apply_config(self):
         if self.sensor is not None:
             self.sensor.configure(self.cfg["sensor"])
+
+    # -- updates over the air: laterne/ota.py, imported only while an update is under way --
+    def ota(self):
+        if self.updater is None:
+            from laterne import ota
+            self.updater = ota.Updater(self)
+        return self.updater
+
+    def ota_message(self, topic, message):
+        self.ota().on_message(topic, message)
 
     # -- scheduling --------------------------------------------------------------------------
     def next_sample_delay_ms(self, interval_s):
@@ -233,6 +253,8 @@ class Node:
         if due or self.crash_report:
             if self.guard("upload", self.upload):
                 self.hw.mark_uploaded()
+            if self.updater is not None:  # a download goes on over this and later wakes
+                self.guard("update", self.updater.stay_awake)
             self.uplink.close()
         self.hw.boot_stable(True)
         self.hw.deepsleep(self.next_sample_delay_ms(cfg["sample_interval_s"]))

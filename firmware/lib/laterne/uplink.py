@@ -132,6 +132,7 @@ class Uplink:
         hw.feed()
         self.client = client
         client.subscribe(self.topic("config/set"), 1)
+        client.subscribe(self.topic("ota/offer"), 1)  # retained: waits for a sleeping node
         hw.feed()
         self.state = "up"
         self.up_since = clock.ticks_ms()

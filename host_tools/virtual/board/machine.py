@@ -52,6 +52,7 @@ class VirtualBoard:
         self.wake_reason_value = 0
         self._use_clock(clock if clock is not None else vclock.VClock())
         self.wdt_timeout_ms = None
+        self.timers = []
         for dev in self.devices.values():
             if hasattr(dev, "brownout"):
                 dev.brownout()  # the sensor loses power too
@@ -63,6 +64,7 @@ class VirtualBoard:
         self.wake_reason_value = TIMER_WAKE if cause == DEEPSLEEP_RESET else 0
         if cause != SOFT_RESET:
             self.wdt_timeout_ms = None
+        self.timers = []  # no machine.Timer survives a reset (soft ones included)
 
     def wdt_left_ms(self):
         """Milliseconds until the watchdog fires, or None when it is not running."""
@@ -133,6 +135,9 @@ class VirtualBoard:
             if clock.ticks_diff(clock.ticks_ms(), self.wdt_fed_ms) > self.wdt_timeout_ms:
                 self.wdt_timeout_ms = None
                 raise BoardReset(WDT_RESET)
+        if self.timers:  # (no list copy on every sleep of a board without timers)
+            for timer in list(self.timers):
+                timer._check(clock)
 
 
 board = VirtualBoard()
@@ -320,3 +325,41 @@ def disable_irq():
 
 def enable_irq(state=0):
     pass
+
+
+# -- timers -------------------------------------------------------------------------------------
+class Timer:
+    """A hardware timer on the board clock. As on the ESP32 port the callback is not an
+    interrupt: it runs when the firmware next gives the board time (here: a sleep), an
+    exception in it is printed and dropped, and machine.reset() in it resets the board."""
+    ONE_SHOT = 0
+    PERIODIC = 1
+
+    def __init__(self, id, **kwargs):
+        self.id = id
+        self._due = None
+        if kwargs:
+            self.init(**kwargs)
+
+    def init(self, mode=PERIODIC, period=-1, callback=None):
+        self.deinit()
+        self._mode, self._period, self._callback = mode, period, callback
+        self._due = board.clock.ticks_add(board.clock.ticks_ms(), period)
+        board.timers.append(self)
+
+    def deinit(self):
+        if self in board.timers:
+            board.timers.remove(self)
+
+    def _check(self, clock):
+        if clock.ticks_diff(clock.ticks_ms(), self._due) < 0:
+            return
+        if self._mode == Timer.ONE_SHOT:
+            self.deinit()
+        else:
+            self._due = clock.ticks_add(self._due, self._period)
+        if self._callback is not None:
+            try:
+                self._callback(self)
+            except Exception as e:  # BoardReset (a reset) is no Exception: it goes through
+                print("Timer callback failed:", repr(e))

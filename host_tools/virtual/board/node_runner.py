@@ -99,7 +99,7 @@ def main(state):
     os.chdir("/flash")
 
     # What `laterne configure` would have written over USB.
-    for name in ("config.json", "board.json"):
+    for name in ("config.json", "board.json", "ota.key"):
         wanted = read_file(state + "/" + name)
         if wanted is not None and read_file(name) != wanted:
             write_file(name, wanted)

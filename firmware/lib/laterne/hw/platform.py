@@ -271,14 +271,17 @@ class Platform:
         """Called by the crash handler just before it resets: the next boot counts one crash."""
         RtcRegion(self.rtc, RTC_CRASH, 3).write(CRASHED)
 
-    def boot_guard(self, max_crashes, window_s, safe_s):
-        """Safe mode or not: None, "crash loop" or "brownout loop"."""
+    def boot_guard(self, max_crashes, window_s, safe_s, forgive=False):
+        """Safe mode or not: None, "crash loop" or "brownout loop". forgive: the reset belongs
+        to an update (its switch or its failed trial), which the loader handles itself."""
         flag = RtcRegion(self.rtc, RTC_CRASH, 3)
         mark = flag.read()
         if mark:
             flag.write(b"")
         region = RtcRegion(self.rtc, RTC_BOOT, bootguard.SIZE + 2)
         cause = "crash" if mark == CRASHED else "repl" if mark == AT_REPL else self.cause
+        if forgive:
+            cause = "update"
         now = self.clock.time()
         safe, record = bootguard.judge(region.read(), cause, now, max_crashes, window_s, safe_s)
         reason = "crash loop" if safe else None
