@@ -4,7 +4,7 @@
 # nothing on flash (least of all the config) is touched.
 import struct
 
-from laterne.spoolrec import crc16
+from laterne.reading import crc16
 
 _MAGIC = 0x4C42  # "LB"
 _FMT = "<HHIIH"  # magic, crashes, window start (device seconds), safe until, crc

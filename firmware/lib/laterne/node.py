@@ -113,7 +113,7 @@ class Node:
         except Exception as e:
             self.fail("sensor", e)
             return None
-        return self.spool.append((ts, self.boot, tflags | rflags, t, p, h))
+        return self.spool.append((ts, t, p, h, tflags | rflags, self.boot))
 
     def publish_status(self):
         fields = self.health()

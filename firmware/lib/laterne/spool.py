@@ -9,10 +9,12 @@
 #   a, b            state, written alternately: released-through seq, dropped count, reservation
 # A record's place is a function of its seq: slot seq%6, chunk (seq//6)%34, segment
 # seq//204*204, so recovery reads only the state, the directory, six slots and at most one
-# chunk and 34 chunks to finish an interrupted seal. Every record carries its seq and a CRC.
+# chunk and 34 chunks to finish an interrupted seal. Every record carries its seq and a CRC
+# (laterne/reading.py: the record and the reading's field order).
 import os
+import struct
 
-from laterne import spoolrec as rec
+from laterne import reading as rec
 
 try:
     from micropython import const
@@ -29,22 +31,38 @@ _SEG = const(4080)
 _BLOCK = const(4096)
 _OVERHEAD = const(49152)      # littlefs metadata of spool/, r/, c/ (measured: 11 blocks) + 1
 _RTC_MAGIC = const(0x4C52)
+_STATE_SIZE = const(22)
 
 
-class RamRtc:
-    """RTC user memory stand-in (tests, simulations): kept until lose() (a power-on)."""
+class _Rows:
+    """A sink for Spool.read(): up to `room` records as reading tuples in `rows` (without a
+    list it only looks, as depth() does to find holes)."""
 
-    def __init__(self):
-        self.mem = b""
+    def __init__(self, room, rows=None):
+        self.room = room
+        self.rows = rows
 
-    def read(self):
-        return self.mem
+    def add(self, buf, off):
+        self.room -= 1
+        if self.rows is not None:
+            self.rows.append(rec.unpack(buf, off))
 
-    def write(self, data):
-        self.mem = bytes(data)
 
-    def lose(self):
-        self.mem = b""
+# The state (written alternately to two files): generation, released-through seq (acked or
+# dropped), dropped count, and two seq reservations that next_seq never goes below: one for
+# a bulk write in progress, one for the readings held in RTC memory. CRC-16 at the end.
+def _pack_state(gen, floor, dropped, reserve, rtc_reserve):
+    b = bytearray(_STATE_SIZE)
+    struct.pack_into("<IIIII", b, 0, gen, floor, dropped, reserve, rtc_reserve)
+    struct.pack_into("<H", b, 20, rec.crc16(b, 0, 20))
+    return b
+
+
+def _unpack_state(b):
+    """(gen, floor, dropped, reserve, rtc_reserve) or None if the bytes are not a state."""
+    if len(b) != _STATE_SIZE or rec.crc16(b, 0, 20) != b[20] | (b[21] << 8):
+        return None
+    return struct.unpack_from("<IIIII", b, 0)
 
 
 def _mkdir(path):
@@ -191,34 +209,40 @@ class Spool:
         self._rtc_store()
 
     def peek(self, max_n, after=None):
-        """Up to max_n unacknowledged readings (seq, ts, boot, flags, t, p, h), oldest first;
+        """Up to max_n unacknowledged readings (seq, ts, t, p, h, flags, boot), oldest first;
         with `after`, only those with a larger seq (batches already in flight are skipped)."""
+        rows = _Rows(max_n, [])
+        self.read(rows, after)
+        return rows.rows
+
+    def read(self, sink, after=None):
+        """peek() without a tuple per reading: each unacknowledged record, oldest first, goes
+        to sink.add(buf, off) (a reading.SIZE record at buf[off]) while sink.room > 0; add()
+        lowers room. Records are valid (CRC checked); buf is only good during the call."""
         if self._rtc_n:
             self.flush()
-        out = []
         s = self._floor + 1 if after is None else max(self._floor, after) + 1
         fn = self._fn
         seal_end = fn - fn % S
         for base, _ in self._segs:
-            if len(out) >= max_n:
-                return out
+            if sink.room <= 0:
+                return
             if base + S <= s:
                 continue
             s = max(s, base)
-            self._peek_segment(base, s, out, max_n)
+            self._peek_segment(base, s, sink)
             s = base + S
-        self._peek_unsealed(max(s, seal_end), out, max_n)
-        return out
+        self._peek_unsealed(max(s, seal_end), sink)
 
-    def _peek_unsealed(self, s, out, max_n):
+    def _peek_unsealed(self, s, sink):
         fn = self._fn
         chunk_end = fn - fn % R
-        while s < chunk_end and len(out) < max_n:
+        while s < chunk_end and sink.room > 0:
             cs = s - s % R
             n = _read_into(self._chunk(cs), self._kbuf)
-            s = self._take(self._kbuf, max(n, 0), cs, s, cs + R, out, max_n)
-        if s < fn and len(out) < max_n:
-            self._take(self._cbuf, _CHUNK, chunk_end, s, fn, out, max_n)
+            s = self._take(self._kbuf, max(n, 0), cs, s, cs + R, sink)
+        if s < fn and sink.room > 0:
+            self._take(self._cbuf, _CHUNK, chunk_end, s, fn, sink)
 
     def ack(self, up_to_seq):
         """Release every reading with seq <= up_to_seq (durable when it returns)."""
@@ -244,7 +268,7 @@ class Spool:
         fn = self._fn
         if not self._counted:  # once per boot: find the holes among the unsealed seqs
             self._counted = True
-            self._peek_unsealed(max(fl + 1, fn - fn % S), [], 1 << 30)
+            self._peek_unsealed(max(fl + 1, fn - fn % S), _Rows(S))
         d = 0
         exact_to = fl  # _bad entries up to here are already left out of the counts below
         for base, n in self._segs:
@@ -422,11 +446,11 @@ class Spool:
     def _write_state(self):
         self._gen += 1
         _write(self.dir + ("a" if self._gen % 2 == 0 else "b"),
-               rec.pack_state(self._gen, self._floor, self.dropped, self._reserve,
-                              self._rtc_reserve))
+               _pack_state(self._gen, self._floor, self.dropped, self._reserve,
+                           self._rtc_reserve))
 
     # -- reading --------------------------------------------------------------------------
-    def _peek_segment(self, base, s, out, max_n):
+    def _peek_segment(self, base, s, sink):
         try:
             f = open(self.dir + _seg_name(base, self._seg_n(base)), "rb")
         except OSError:
@@ -434,11 +458,11 @@ class Spool:
             return
         try:
             f.seek((s - base) * _RS)
-            while s < base + S and len(out) < max_n:
+            while s < base + S and sink.room > 0:
                 if f.readinto(self._rbuf) != _RS:
                     self._note_bad(s, base + S)
                     return
-                self._take(self._rbuf, _RS, s, s, s + 1, out, max_n, True)
+                self._take(self._rbuf, _RS, s, s, s + 1, sink, True)
                 s += 1
         finally:
             f.close()
@@ -449,15 +473,15 @@ class Spool:
                 return n
         return 0
 
-    def _take(self, buf, nbytes, b0, s, end, out, max_n, sealed=False):
-        """Append the valid records for seqs s..end-1 found in buf (buf holds seq b0 first).
-        Returns the next seq to look at. A sealed segment's name already excludes its holes
-        from depth(), so there only corrupt records are noted."""
-        while s < end and len(out) < max_n:
+    def _take(self, buf, nbytes, b0, s, end, sink, sealed=False):
+        """Hand the valid records for seqs s..end-1 found in buf (buf holds seq b0 first) to
+        the sink. Returns the next seq to look at. A sealed segment's name already excludes
+        its holes from depth(), so there only corrupt records are noted."""
+        while s < end and sink.room > 0:
             off = (s - b0) * _RS
             v = rec.check(buf, off) if off + _RS <= nbytes else -1
             if v == s:
-                out.append(rec.unpack(buf, off))
+                sink.add(buf, off)
             elif s > self._scan:
                 if v == -2:
                     self.corrupt += 1
@@ -501,12 +525,12 @@ class Spool:
 
     def _load_state(self):
         best = None
-        b = bytearray(rec.STATE_SIZE + 1)
+        b = bytearray(_STATE_SIZE + 1)
         for name in ("a", "b"):
             n = _read_into(self.dir + name, b)
             if n < 0:
                 continue
-            st = rec.unpack_state(b[:n])
+            st = _unpack_state(b[:n])
             if st is None:
                 self.corrupt += 1
             elif best is None or st[0] > best[0]:

@@ -1,7 +1,10 @@
 # Boots the unmodified firmware on the virtual board (MicroPython unix port).
 # Usage: micropython node_runner.py STATE_DIR   (STATE_DIR/run.json says what to run)
+#    or: micropython -m node_runner STATE_DIR   (the 32-bit build, where the board is frozen)
 # STATE_DIR holds the node's flash image, its RTC state and the files a supervisor uses to
 # play power cuts, deep sleep and outages. The exit code tells the supervisor why it ended.
+# Clock: `scale` times faster than the host, or with `skip_idle` virtual time jumps over every
+# idle wait (vselect.SkipSelect). STATE_DIR/heap.json: the live heap, per virtual day.
 import json
 import os
 import sys
@@ -10,7 +13,12 @@ import time as host_time
 import vfs
 
 # The exit code is the reset cause (machine.HARD_RESET=2, WDT_RESET=3, DEEPSLEEP_RESET=4,
-# SOFT_RESET=5); anything else ends like a panic (2).
+# SOFT_RESET=5); 0 when the run's `stop_after_s` of virtual time is over (or main.py ended);
+# anything else ends like a panic (2).
+
+
+class Stop(BaseException):
+    """The run's virtual time is over (not an Exception: the firmware must not catch it)."""
 
 
 def read_file(path, mode="r"):
@@ -36,14 +44,22 @@ def main(state):
     cause = run.get("cause", "power_on")
     saved = read_file(state + "/rtc.json")
     saved = json.loads(saved) if saved and cause != "power_on" else None
-    clock = vclock.VClock(scale=run["scale"], time2000=0)
+    skip = run.get("skip_idle", False)
+    scale = 1 if skip else run["scale"]
+    clock = vclock.VClock(scale=None if skip else scale, time2000=0)
     if saved:
-        elapsed = (host_time.time_ns() - saved["host_ns"]) * run["scale"] // 1000
-        clock.set_time((saved["rtc_us"] + elapsed) / 1000000)
+        elapsed = (host_time.time_ns() - saved["host_ns"]) * scale // 1000
+        rtc_us = saved["rtc_us"] + elapsed
+        clock.set_time(rtc_us // 1000000, rtc_us % 1000000)
     sys.modules["time"] = clock
-    if run["scale"] != 1:
+    if skip:
+        import socket
         import vselect
-        sys.modules["select"] = vselect.ScaledSelect(run["scale"])
+        sys.modules["select"] = vselect.SkipSelect(clock)
+        sys.modules["socket"] = vselect.SkipSockets(socket)
+    elif scale != 1:
+        import vselect
+        sys.modules["select"] = vselect.ScaledSelect(scale)
 
     import machine
     import network
@@ -63,7 +79,7 @@ def main(state):
         last = [None]
 
         def follow_weather(c):
-            now = world_unix(run)
+            now = c.time() + 946684800 if skip else world_unix(run)  # RTC time (2000 epoch)
             if now // 60 != last[0]:
                 last[0] = now // 60
                 sim.set_environment(*weather.environment(now, run["seed"]))
@@ -79,6 +95,12 @@ def main(state):
         network.env.add_ap(ap["ssid"], ap["password"], ap.get("rssi", -62))
 
     bdev = blockdev.FileBlockDev(state + "/flash.img", 4096, run["flash_blocks"])
+    if run.get("measure_board"):  # what the board itself holds, without the firmware
+        for name in [n for n in sys.modules if n.startswith("laterne")]:
+            del sys.modules[name]  # the driver the simulator borrowed is the node's
+        write_file(state + "/board_heap", str(HeapWatch(state).board))
+        sys.exit(0)
+    heap = HeapWatch(state)
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError:
@@ -97,11 +119,13 @@ def main(state):
         write_file(state + "/preloaded", "1")  # once, even if this boot dies halfway
         preload(run["preload"], run["config_spool_bytes"])
 
-    heap = HeapWatch(state)
+    heap.stop_us = run["stop_after_s"] * 1000000 if run.get("stop_after_s") else None
     clock.hooks.append(heap.hook)
     try:
-        code = read_file(run["firmware"] + "/main.py")
-        exec(code, {"__name__": "__main__"})
+        # compiled from the file like the chip does (no source string kept alive meanwhile)
+        execfile(run["firmware"] + "/main.py", {"__name__": "__main__"})  # noqa: F821
+        exit_code = 0
+    except Stop:
         exit_code = 0
     except machine.BoardReset as reset:
         exit_code = reset.cause if reset.cause in (2, 3, 4, 5) else 2
@@ -149,26 +173,46 @@ def world_unix(run):
 
 
 class HeapWatch:
-    """Peak of the live heap (after a collection), sampled once a virtual minute."""
+    """The live heap (after a collection), sampled once a virtual minute: its peak over every
+    boot (STATE/heap_peak) and, for this boot, the least and the most of each virtual day
+    (STATE/heap.json). `board` is what the virtual board held before the firmware started;
+    a supervisor gives the interpreter that much on top of the node's budget."""
 
     def __init__(self, state):
         import gc
         self.gc = gc
-        self.path = state + "/heap_peak"
-        self.peak = int(read_file(self.path) or 0)
+        self.state = state
+        self.peak = int(read_file(state + "/heap_peak") or 0)
         self.last = None
+        self.days = []
+        self.stop_us = None
+        gc.collect()
+        self.board = gc.mem_alloc()
 
     def hook(self, clock):
-        minute = clock.now_us() // 60000000
+        now = clock.now_us()
+        minute = now // 60000000
         if minute != self.last:
             self.last = minute
             self.gc.collect()
-            self.peak = max(self.peak, self.gc.mem_alloc())
+            live = self.gc.mem_alloc()
+            self.peak = max(self.peak, live)
+            day = minute // 1440
+            while len(self.days) <= day:
+                self.days.append([live, live])
+            span = self.days[day]
+            span[0] = min(span[0], live)
+            span[1] = max(span[1], live)
             if minute % 10 == 0:
                 self.save()
+        if self.stop_us is not None and now >= self.stop_us:
+            self.stop_us = None
+            raise Stop()
 
     def save(self):
-        write_file(self.path, str(self.peak))
+        write_file(self.state + "/heap_peak", str(self.peak))
+        write_file(self.state + "/heap.json", json.dumps(
+            {"board": self.board, "peak": self.peak, "days": self.days}))
 
 
 def preload(spec, capacity):
@@ -182,7 +226,7 @@ def preload(spec, capacity):
     for i in range(n):
         ts = end - (n - i) * step
         t, p, h = weather.environment(ts, spec["seed"])
-        chunk.append((ts, 0, 0, int(t * 100), int(p), int(h * 100)))
+        chunk.append((ts, int(t * 100), int(p), int(h * 100), 0, 0))
         if len(chunk) == 200:
             spool.extend(chunk)
             chunk = []

@@ -1,0 +1,142 @@
+# The node scenario of a field node's life, on one virtual node against a real broker: boot
+# from a config like a field node's with a 7-day backlog in the spool (10,080 readings), drain
+# it, take a remote config/set, publish status, live through a broker outage and a power cut.
+# The outage is the broker going away behind a proxy (links closed, connections refused): a
+# restarted mosquitto would itself lose messages it had acknowledged, which is not the node's
+# loss to count.
+# Used by tests/system/test_node_heap.py (the 32-bit build at the board's budget) and by
+# bench/bench_heap.py (which bisects the heap it passes in). `run()` raises ScenarioFailed with
+# what went wrong; it returns the facts a test or the bench looks at.
+#
+# Rerun it on other firmware by hand, e.g. with 80 KB on the 32-bit build:
+#   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests/kit'); import node_scenario as s;
+#                        print(s.run_with_broker('build/scenario', mpy32=True, heap='80k'))"
+import json
+import shutil
+import time
+from pathlib import Path
+
+from mqtt_helpers import Proxy
+from virtual_fleet import Collector, Fleet
+
+NODE = "lamp-001"
+BACKLOG = 7 * 24 * 60  # a week of readings at one a minute
+# What a field node's config.json holds on top of the simulator's (sim.node_config): a site,
+# two networks, broker credentials, the default intervals and a keepalive of a minute.
+FIELD_CONFIG = {
+    "site": {"lamp_post": "LP-0417", "lat": 52.5201, "lon": 13.4049,
+             "notes": "corner of Kastanienallee, north side"},
+    "wifi": [{"ssid": "city-iot-backup", "password": "another-long-secret"},
+             {"ssid": "laterne-sim", "password": "street-lamp-sim"}],
+    "broker_extra": {"username": "lamp-017", "password": "a-broker-secret-of-32-characters",
+                     "keepalive_s": 60},
+    "sample_interval_s": 60, "upload_interval_s": 300, "status_interval_s": 900,
+    "batch_size": 50, "backoff_min_s": 2, "backoff_max_s": 600,
+}
+
+
+class ScenarioFailed(AssertionError):
+    pass
+
+
+def field_config():
+    cfg = {k: v for k, v in FIELD_CONFIG.items() if k != "broker_extra"}
+    cfg["broker"] = dict(FIELD_CONFIG["broker_extra"])
+    return cfg
+
+
+def _wait(what, predicate, timeout, fleet):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if fleet.proc.poll() is not None:
+            raise ScenarioFailed("laterne sim ended while waiting for %s" % what)
+        console = fleet.console(NODE)
+        if "Traceback" in console:  # the node crashed: no use waiting for it
+            raise ScenarioFailed("the node crashed while we waited for %s:\n%s" % (
+                what, console[console.index("Traceback"):][:1500]))
+        time.sleep(0.1)
+    raise ScenarioFailed("timed out after %d s waiting for %s" % (timeout, what))
+
+
+def run(workdir, broker, mpy32=True, heap=None, backlog=BACKLOG, timeout=240, extra=()):
+    """The scenario against `broker` (a host_tools.broker.Broker).
+    Returns {"seqs", "statuses", "results", "heap", "console"}; raises ScenarioFailed."""
+    workdir = Path(workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    (workdir / "field.json").write_text(json.dumps(field_config()))
+    args = ["--skip-idle", "--preload", str(backlog), "--config", str(workdir / "field.json"),
+            "--sample-interval", "60", "--upload-interval", "300"] + list(extra)
+    if mpy32:
+        args.append("--mpy32")
+    if heap is not None:
+        args += ["--heap", str(heap)]
+    collector = Collector(broker.port)
+    proxy = Proxy(broker.port)
+    fleet = Fleet(workdir / "state", "mqtt://127.0.0.1:%d" % proxy.port, 1, args)
+
+    def seqs():
+        return collector.seqs(NODE)
+
+    def statuses():
+        with collector.lock:
+            return list(collector.status.get(NODE, []))
+
+    def online_after(boots):
+        return [s for s in statuses() if s.get("online") and s.get("boot", 0) > boots]
+
+    try:
+        _wait("the backlog of %d readings" % backlog, lambda: len(seqs()) >= backlog, timeout,
+              fleet)
+        _wait("a status saying the spool is drained",
+              lambda: any(s.get("spool_depth") == 0 for s in statuses()), 60, fleet)
+        collector.publish("laterne/%s/config/set" % NODE, json.dumps(
+            {"id": "scenario", "set": {"sample_interval_s": 120, "sensor": {"iir": 4}}}))
+        _wait("the config/result", lambda: collector.results, 60, fleet)
+        top = max(seqs())
+        proxy.cut()  # outage: the node samples on, its backlog grows
+        time.sleep(2)
+        proxy.restore()
+        _wait("readings sampled during the outage", lambda: max(seqs()) >= top + 5, 120, fleet)
+        boots = max(s.get("boot", 0) for s in statuses())
+        top = max(seqs())
+        fleet.power_cut(NODE)
+        _wait("the node online after the power cut", lambda: online_after(boots), 60, fleet)
+        _wait("readings after the power cut", lambda: max(seqs()) >= top + 3, 60, fleet)
+        _wait("the spool drained after the power cut",
+              lambda: any(x.get("spool_depth") == 0 for x in online_after(boots)), 60, fleet)
+    finally:
+        fleet.stop()
+        collector.stop()
+        proxy.close()
+    out = {"seqs": seqs(), "statuses": statuses(), "results": list(collector.results),
+           "console": fleet.console(NODE)}
+    heap_file = workdir / "state" / NODE / "heap.json"
+    out["heap"] = json.loads(heap_file.read_text()) if heap_file.exists() else None
+    _check(out)
+    return out
+
+
+def _check(out):
+    s = out["seqs"]
+    if s != list(range(1, s[-1] + 1)):
+        missing = sorted(set(range(1, s[-1] + 1)) - set(s))
+        raise ScenarioFailed("readings lost: %d seqs missing, first %s" % (len(missing),
+                                                                           missing[:10]))
+    result = out["results"][0]
+    if not (result.get("id") == "scenario" and result.get("ok") is True):
+        raise ScenarioFailed("config/set not applied: %s" % result)
+    bad = [x for x in out["statuses"] if x.get("online") and x.get("memory_errors")]
+    if bad:
+        raise ScenarioFailed("the node ran short of memory: %s" % bad[-1].get("last_error"))
+    if "Traceback" in out["console"] or "MemoryError" in out["console"]:
+        raise ScenarioFailed("the node crashed: %s" % out["console"][-1500:])
+
+
+def run_with_broker(workdir, **kwargs):
+    """run() with a mosquitto of its own (for benches and reruns by hand)."""
+    from host_tools.broker import Broker
+    with Broker(kind="mosquitto") as broker:
+        return run(workdir, broker, **kwargs)
