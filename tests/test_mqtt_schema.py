@@ -8,6 +8,7 @@ import pytest
 
 import vclock
 from laterne import flags, payload, timebase
+from batch_json import readings_json
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "mqtt.schema.json").read_text())
 
@@ -38,11 +39,11 @@ STATUS_FIELDS = {
 
 
 def real_messages():
-    rows = [(1, 1700000000, 4, 0, 2150, 101325, 4512),
-            (2, 100, 4, flags.TIME_RELATIVE, 2151, 0, 0),
-            (3, 50, 3, flags.TIME_RELATIVE | flags.P_SKIPPED | flags.H_SKIPPED, -3999, 0, 0)]
+    rows = [(1, 1700000000, 2150, 101325, 4512, 0, 4),
+            (2, 100, 2151, 0, 0, flags.TIME_RELATIVE, 4),
+            (3, 50, -3999, 0, 0, flags.TIME_RELATIVE | flags.P_SKIPPED | flags.H_SKIPPED, 3)]
     return {
-        "readings": json.loads(payload.readings_json("lamp-001", rows, state())),
+        "readings": json.loads(readings_json("lamp-001", rows, state())),
         "status": json.loads(payload.status_json("lamp-001", STATUS_FIELDS)),
         "will": json.loads(payload.will_json("lamp-001")),
         "config_result": json.loads(payload.config_result_json("lamp-001", "r1", True, [], ["batch_size"])),

@@ -63,7 +63,7 @@ if _b is not None:
         try:
             from laterne.hw.platform import Platform
             _p = Platform()
-            _sc = (_cfg or {}).get('sensor') or _c.DEFAULTS['sensor']
+            _sc = (_cfg or {}).get('sensor') or _c.defaults()['sensor']
             _sen = _p.sensor(_sc)
             _r['reading'] = list(_sen.read())
         except Exception as e:

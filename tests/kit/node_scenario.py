@@ -53,9 +53,10 @@ def _wait(what, predicate, timeout, fleet):
         if fleet.proc.poll() is not None:
             raise ScenarioFailed("laterne sim ended while waiting for %s" % what)
         console = fleet.console(NODE)
-        if "Traceback" in console:  # the node crashed: no use waiting for it
-            raise ScenarioFailed("the node crashed while we waited for %s:\n%s" % (
-                what, console[console.index("Traceback"):][:1500]))
+        for sign in ("Traceback", "MemoryError"):  # crashed or short of heap: no use waiting
+            if sign in console:
+                raise ScenarioFailed("%s while we waited for %s:\n%s" % (
+                    sign, what, console[console.index(sign) - 200:][:1500]))
         time.sleep(0.1)
     raise ScenarioFailed("timed out after %d s waiting for %s" % (timeout, what))
 

@@ -3,10 +3,11 @@
 import json
 import os
 import random
+import sys
 
 from check import raises
 
-from laterne import config
+from laterne import config, configremote, configschema
 
 
 def good():
@@ -39,7 +40,7 @@ def test_valid_config_gets_defaults():
     assert cfg["sensor"] == {"address": None, "model": "bme280", "osrs_t": 1, "osrs_p": 1,
                              "osrs_h": 1, "iir": 0, "temp_offset_centi": 0}
     assert cfg["broker"]["keepalive_s"] == 60 and cfg["static_ip"] is None
-    assert config.DEFAULTS["sample_interval_s"] == 60
+    assert configschema.defaults()["sample_interval_s"] == 60
 
 
 def test_each_bad_value_is_named():
@@ -121,7 +122,26 @@ def test_apply_remote_rejects_and_changes_nothing():
         assert new is cfg and errors, patch
         assert any(e.startswith(named + ":") for e in errors), (patch, errors)
     assert json.dumps(cfg) == before
-    assert "wifi" not in config.REMOTE_KEYS and "broker.host" not in config.REMOTE_KEYS
+    assert "wifi" not in configremote.REMOTE_KEYS and "broker.host" not in configremote.REMOTE_KEYS
+
+
+def test_config_set_never_loads_the_schema_and_the_node_lets_it_go():
+    """The schema (about 15 KB on the node's heap) is loaded for a whole-config check only;
+    a remote change is checked with config.REMOTE alone."""
+    cfg = config.validate(good())[0]
+    name = "laterne.configschema"
+    if sys.implementation.name == "micropython":
+        assert name not in sys.modules and "laterne.configremote" not in sys.modules
+    held = sys.modules.pop(name, None)
+    try:
+        new, errors = config.apply_remote(cfg, {"batch_size": 20, "sensor": {"iir": 4}})
+        assert errors == [] and new["batch_size"] == 20
+        assert name not in sys.modules
+    finally:
+        if held is not None:
+            sys.modules[name] = held
+    if sys.implementation.name == "micropython":
+        assert "laterne.configremote" not in sys.modules
 
 
 def test_save_then_load_and_backup_fallback():

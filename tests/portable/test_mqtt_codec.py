@@ -4,6 +4,7 @@ from check import raises
 
 from laterne import mqtt
 from laterne.mqtt import Decoder, MQTTProtocolError
+from mqtt_peer import encode_publish
 
 
 def decode_all(data, max_packet=4096):
@@ -47,27 +48,32 @@ def test_connect_rejects_password_without_user_and_bad_will():
 
 
 def test_publish_qos1_and_qos0_retain():
-    assert bytes(mqtt.encode_publish("a/b", b"hi", 1, False, 10)) == \
+    assert bytes(encode_publish("a/b", b"hi", 1, False, 10)) == \
         b"\x32\x09\x00\x03a/b\x00\x0ahi"
-    assert bytes(mqtt.encode_publish("a/b", "hi", 0, True)) == b"\x31\x07\x00\x03a/bhi"
+    assert bytes(encode_publish("a/b", "hi", 0, True)) == b"\x31\x07\x00\x03a/bhi"
 
 
-def test_publish_into_preallocated_buffer_and_long_payload():
+def test_publish_head_in_place_before_a_long_payload():
     payload = b"x" * 200
-    buf = bytearray(300)
-    n = mqtt.encode_publish_into(buf, b"t", payload, 1, False, 65535)
-    # remaining length 2 + 1 + 2 + 200 = 205 = 0xCD 0x01
-    assert bytes(buf[:6]) == b"\x32\xcd\x01\x00\x01t"
-    assert bytes(buf[6:8]) == b"\xff\xff"
-    assert n == 3 + 205
+    at = mqtt.PUBLISH_HEAD + 1
+    buf = bytearray(at + len(payload))
+    buf[at:] = payload
+    start = mqtt.put_publish_head(buf, at, b"t", len(payload), 1, False, 65535)
+    # remaining length 2 + 1 + 2 + 200 = 205 = 0xCD 0x01: a two-byte length, so the packet
+    # starts 2 bytes into the room kept for the longest (four-byte) one
+    assert start == 2
+    assert bytes(buf[start:start + 6]) == b"\x32\xcd\x01\x00\x01t"
+    assert bytes(buf[start + 6:start + 8]) == b"\xff\xff"
+    assert bytes(buf[start + 8:]) == payload and len(buf) - start == 3 + 205
+    raises(ValueError, mqtt.put_publish_head, buf, 5, b"t", 200, 1, False, 1)  # no room
 
 
 def test_publish_rejects_bad_ids_topics_qos():
-    raises(ValueError, mqtt.encode_publish, "t", b"", 1, False, 0)
-    raises(ValueError, mqtt.encode_publish, "t", b"", 1, False, 65536)
-    raises(ValueError, mqtt.encode_publish, "a/+", b"", 0)
-    raises(ValueError, mqtt.encode_publish, "", b"", 0)
-    raises(ValueError, mqtt.encode_publish, "t", b"", 3, False, 1)
+    raises(ValueError, encode_publish, "t", b"", 1, False, 0)
+    raises(ValueError, encode_publish, "t", b"", 1, False, 65536)
+    raises(ValueError, encode_publish, "a/+", b"", 0)
+    raises(ValueError, encode_publish, "", b"", 0)
+    raises(ValueError, encode_publish, "t", b"", 3, False, 1)
 
 
 def test_subscribe_puback_fixed_packets():

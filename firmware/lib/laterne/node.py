@@ -1,6 +1,7 @@
 # The node: samples on a wall-clock-aligned interval into the spool, uploads on its own
 # interval, reports health, takes remote configuration. Hardware arrives as `hw` (see
 # laterne/hw/platform.py); this module is pure logic and runs on the virtual board unchanged.
+import gc
 import os
 import sys
 
@@ -49,6 +50,7 @@ class Node:
         self.spool = Spool(root, cfg["spool_bytes"], rtc=hw.rtc_spool(),
                            rtc_loss_ok=cfg["rtc_fast_path"])
         self.errors = 0
+        self.memory_errors = 0  # steps that ran out of heap (the drain counts its own too)
         self.last_error = None
         self.sensor = None
         self._open_sensor()
@@ -72,6 +74,7 @@ class Node:
             "rssi": rssi, "spool_depth": self.spool.depth(), "dropped": self.spool.dropped,
             "corrupt": self.spool.corrupt, "sensor": s.state if s else "missing",
             "sensor_errors": s.errors if s else 0, "errors": self.errors,
+            "memory_errors": self.memory_errors + self.uplink.memory_errors,
             "last_error": self.last_error or self.uplink.last_error,
             "time_synced": tb.synced(), "synced_at": tb.synced_at,
             "safe_mode": self.safe_mode, "config_source": self.cfg_source,
@@ -155,7 +158,7 @@ class Node:
             request_id, patch = payload.parse_config_set(message)
             new_cfg, errors = config.apply_remote(self.cfg, patch)
             if not errors:
-                config.save(self.root, new_cfg)
+                config.save(self.root, new_cfg, checked=True)
                 self.cfg.update(new_cfg)
                 self.apply_config()
             keys = sorted(patch) if not errors else []
@@ -182,7 +185,15 @@ class Node:
         return period - ms % period
 
     def run(self):
-        """Always-on mode: never returns."""
+        """Always-on mode: never returns. Running out of heap anywhere in the loop is counted
+        and reported (status memory_errors); the loop then starts over and goes on."""
+        while True:
+            try:
+                self._run()
+            except MemoryError:
+                self.out_of_memory("loop")
+
+    def _run(self):
         clock = self.clock
         cfg = self.cfg
         next_sample = clock.ticks_add(clock.ticks_ms(), self.next_sample_delay_ms(cfg["sample_interval_s"]))
@@ -218,9 +229,22 @@ class Node:
     def guard(self, where, step, *args):
         try:
             return step(*args)
+        except MemoryError:
+            self.out_of_memory(where)
         except Exception as e:
             self.fail(where, e)
-            return None
+        return None
+
+    def out_of_memory(self, where):
+        """Short of heap is bad input, not a crash: count it; the message is made only
+        after a collection, and if even that fails the count alone tells."""
+        self.memory_errors += 1
+        gc.collect()
+        try:
+            self.last_error = where + ": MemoryError"
+            self.log(self.last_error)
+        except MemoryError:
+            self.last_error = "MemoryError"
 
     def run_once_deep_sleep(self):
         """Deep-sleep mode: one wake. Sample, upload when due, leave cleanly, sleep."""

@@ -137,8 +137,6 @@ class Spool:
         self._counted = False   # depth() has looked at the unsealed seqs this boot
         self._head = None       # (base, n, floor) that _head_n was counted for
         self._head_n = 0
-        self._slot_paths = ["%sr/%d" % (self.dir, i) for i in range(R)]
-        self._chunk_paths = ["%sc/%d" % (self.dir, i) for i in range(C)]
         self._rbuf = bytearray(_RS)
         self._cbuf = bytearray(_CHUNK)   # the current chunk: RAM mirror of the slots
         self._kbuf = bytearray(_CHUNK)   # scratch: a chunk or the slot ring read from flash
@@ -146,7 +144,9 @@ class Spool:
         self._rtc = rtc
         self._rtc_fast = rtc is not None and rtc_loss_ok
         self._rtc_batch = max(1, min(rtc_batch, 100))
-        self._rtc_img = bytearray(4 + self._rtc_batch * _RS)
+        # the RTC image: a header only, unless readings are held there (fast path on, or
+        # found at boot from an earlier config: see _load_rtc)
+        self._rtc_img = bytearray(4 + (self._rtc_batch * _RS if self._rtc_fast else 0))
         self._rtc_n = 0
         self._recover()
 
@@ -306,10 +306,10 @@ class Spool:
 
     # -- writing --------------------------------------------------------------------------
     def _slot(self, s):
-        return self._slot_paths[s % R]
+        return "%sr/%d" % (self.dir, s % R)  # made when needed: 40 paths kept cost 1.3 KB
 
     def _chunk(self, s):
-        return self._chunk_paths[(s // R) % C]
+        return "%sc/%d" % (self.dir, (s // R) % C)
 
     def _store1(self, reading):
         """One reading straight to flash (slot first), even on the RTC fast path."""
@@ -571,7 +571,7 @@ class Spool:
         top = -1
         bad = []
         for i in range(R):
-            n = _read_into(self._slot_paths[i], memoryview(kb)[i * _RS:(i + 1) * _RS])
+            n = _read_into(self._slot(i), memoryview(kb)[i * _RS:(i + 1) * _RS])
             v = rec.check(kb, i * _RS) if n == _RS else (-2 if n > 0 else -1)
             if v >= 0 and v % R != i:
                 v = -2
@@ -636,6 +636,8 @@ class Spool:
                   and len(data) == 4 + data[2] * _RS)
         if intact:
             want = min(data[2], self._rtc_batch)
+            if len(img) < 4 + want * _RS:
+                img = self._rtc_img = bytearray(4 + want * _RS)
             expect = self._fn
             for i in range(want):
                 v = rec.check(data, 4 + i * _RS)

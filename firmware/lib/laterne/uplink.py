@@ -3,6 +3,8 @@
 # several QoS 1 messages in flight and releases readings only when their PUBACK arrived.
 from laterne import backoff, mqttclient, net, payload, timebase
 
+_SHORT = "drain: MemoryError, smaller batches"
+
 
 class Uplink:
     def __init__(self, hw, cfg, node_id, clock_state, on_message, log, rand):
@@ -20,7 +22,9 @@ class Uplink:
         self.state = "down"       # down | wifi | mqtt | up
         self.last_error = None
         self.connects = 0
+        self.memory_errors = 0    # batches made smaller for want of heap
         self._tls = None
+        self._batch = None        # the readings encoder, made at the first drain
 
     def topic(self, leaf):
         return payload.topic(self.cfg["topic_prefix"], self.node_id, leaf)
@@ -137,22 +141,39 @@ class Uplink:
             self.drop(e)
 
     def drain(self, spool, batch_size, feed, budget_ms):
-        """Send the spool's backlog; returns the number of readings acknowledged."""
+        """Send the spool's backlog; returns the number of readings acknowledged. Each batch
+        is encoded from the spool's records straight into the client's packet buffer. Short
+        of memory for a batch, the drain halves it (counted in memory_errors) and goes on."""
         client = self.client
         clock = self.clock
-        topic = self.topic("readings")
-        window = []           # [pid, last_seq, acked] in send order
+        topic = self.topic("readings").encode()
+        if self._batch is None:
+            self._batch = payload.Batch(self.node_id, self.timebase)
+        batch = self._batch
+        window = []           # [pid, last_seq, acked, count] in send order
         sent_upto = None      # last seq handed to the broker in this drain
         acked = 0
+        rows = batch_size
         start = clock.ticks_ms()
         while self.client is client:
             while client.can_publish() and clock.ticks_diff(clock.ticks_ms(), start) < budget_ms:
-                rows = spool.peek(batch_size, sent_upto)
-                if not rows:
+                try:  # nothing is sent yet: running short here only costs a smaller batch
+                    buf, at = client.message_buffer(topic, batch.size(rows))
+                    batch.begin(buf, at, rows)
+                    spool.read(batch, sent_upto)
+                    n = batch.finish()
+                except MemoryError:
+                    if rows == 1:
+                        raise
+                    rows = (rows + 1) // 2
+                    self.memory_errors += 1
+                    self.last_error = _SHORT
+                    continue
+                if not batch.count:
                     break
-                pid = client.publish(topic, payload.readings_json(self.node_id, rows, self.timebase), 1)
-                sent_upto = rows[-1][0]
-                window.append([pid, sent_upto, False, len(rows)])
+                pid = client.publish_buffered(topic, n, 1)
+                sent_upto = batch.last
+                window.append([pid, sent_upto, False, batch.count])
             if not window:
                 break
             try:

@@ -227,7 +227,7 @@ def preload(spec, capacity):
         ts = end - (n - i) * step
         t, p, h = weather.environment(ts, spec["seed"])
         chunk.append((ts, int(t * 100), int(p), int(h * 100), 0, 0))
-        if len(chunk) == 200:
+        if len(chunk) == 30:  # small steps: the preload runs within the node's own heap
             spool.extend(chunk)
             chunk = []
             gc.collect()
