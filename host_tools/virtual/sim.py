@@ -323,6 +323,7 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
             n.prepare(node_config(n.node_id, host, port, ntp_server.port, opts), board)
         interp.measure_board(fleet[0].run_spec, state / ".measure")
         for n in fleet:
+            n.run_spec["board_share"] = interp.board_share
             n.start()
         log("sim: %d nodes in %s, broker %s:%d, %s, %s heap %d KB (+%d KB virtual board)" % (
             nodes, state, host, port, "idle time skipped" if skip_idle else "time x%g" % time_scale,

@@ -100,7 +100,7 @@ def main(state):
             del sys.modules[name]  # the driver the simulator borrowed is the node's
         write_file(state + "/board_heap", str(HeapWatch(state).board))
         sys.exit(0)
-    heap = HeapWatch(state)
+    heap = HeapWatch(state, run.get("board_share"))
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError:
@@ -175,10 +175,11 @@ def world_unix(run):
 class HeapWatch:
     """The live heap (after a collection), sampled once a virtual minute: its peak over every
     boot (STATE/heap_peak) and, for this boot, the least and the most of each virtual day
-    (STATE/heap.json). `board` is what the virtual board held before the firmware started;
-    a supervisor gives the interpreter that much on top of the node's budget."""
+    from its third minute on (STATE/heap.json). `board` is what the virtual board holds of
+    that (measured before the firmware starts; a supervisor gives the interpreter that much
+    on top of the node's budget and passes the figure in)."""
 
-    def __init__(self, state):
+    def __init__(self, state, board=None):
         import gc
         self.gc = gc
         self.state = state
@@ -187,7 +188,7 @@ class HeapWatch:
         self.days = []
         self.stop_us = None
         gc.collect()
-        self.board = gc.mem_alloc()
+        self.board = gc.mem_alloc() if board is None else board
 
     def hook(self, clock):
         now = clock.now_us()
@@ -198,11 +199,12 @@ class HeapWatch:
             live = self.gc.mem_alloc()
             self.peak = max(self.peak, live)
             day = minute // 1440
-            while len(self.days) <= day:
+            while minute >= 2 and len(self.days) <= day:  # not while it still boots
                 self.days.append([live, live])
-            span = self.days[day]
-            span[0] = min(span[0], live)
-            span[1] = max(span[1], live)
+            if minute >= 2:
+                span = self.days[day]
+                span[0] = min(span[0], live)
+                span[1] = max(span[1], live)
             if minute % 10 == 0:
                 self.save()
         if self.stop_us is not None and now >= self.stop_us:
