@@ -4,18 +4,18 @@
 import sys
 import time
 
-from laterne import config, node
-from laterne.hw.platform import Platform
+from laterne import config
 
 WATCHDOG_MS = 120000
 
 
-def load_config(hw):
-    cfg, source, errors = config.load("")
+def load_config(hw, loaded):
+    cfg, source, errors = loaded
     for e in errors:
         print("config:", e)
     if cfg is None:
         # No usable config: keep measuring into the spool and say why on the USB console.
+        from laterne import node
         cfg = node.fallback_config(hw.mac())
         source = "none"
         print("config: no usable config.json; sampling offline as", cfg["node_id"])
@@ -23,8 +23,11 @@ def load_config(hw):
 
 
 def run():
+    loaded = config.load("")  # first, on a heap still empty: the schema it loads is big
+    from laterne import node
+    from laterne.hw.platform import Platform
     hw = Platform()
-    cfg, source = load_config(hw)
+    cfg, source = load_config(hw, loaded)
     safe = hw.boot_guard(cfg["safe_mode"]["crashes"], cfg["safe_mode"]["window_s"],
                          cfg["safe_mode"]["safe_s"])
     if safe:
@@ -44,6 +47,8 @@ try:
 except KeyboardInterrupt:
     print("stopped: REPL")
 except Exception as e:
+    from laterne import node  # imported already, unless the crash came before
+    from laterne.hw.platform import Platform
     node.save_crash("", e)
     sys.print_exception(e)
     try:

@@ -200,10 +200,17 @@ class VirtualNode:
         }
 
     def start(self):
+        interp = self.opts["interpreter"]
+        wanted = (self.dir / "config.json").read_text()
+        marker = self.dir / "configured"
+        if not marker.exists() or marker.read_text() != wanted:  # configure it over "USB"
+            (self.dir / "run.json").write_text(json.dumps(dict(self.run_spec, configure=True)))
+            subprocess.run(interp.command(self.dir, 1 << 20), env=interp.env(), check=True,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            marker.write_text(wanted)
         self.run_spec["cause"] = self.cause
         (self.dir / "run.json").write_text(json.dumps(self.run_spec))
         self.log = open(self.dir / "console.log", "ab")
-        interp = self.opts["interpreter"]
         self.proc = subprocess.Popen(
             interp.command(self.dir, self.opts["heap"]), env=interp.env(),
             stdin=subprocess.DEVNULL, stdout=self.log,

@@ -152,7 +152,7 @@ def test_save_then_load_and_backup_fallback():
         cfg, source, errors = config.load(root)
         assert (cfg, source, errors) == (saved, "config", [])
         names = sorted(os.listdir(root))
-        assert names == ["config.bak", "config.json"], names
+        assert names == ["config.bak", "config.json", "config.ok"], names
         with open(root + "config.json", "w") as f:
             f.write('{"node_id": "broken"')
         cfg, source, errors = config.load(root)
@@ -168,6 +168,62 @@ def test_save_then_load_and_backup_fallback():
         assert cfg is None and source is None and len(errors) == 2
         raises(ValueError, config.save, root, {"node_id": "x"})
     finally:
+        cleanup(root)
+
+
+def _counting_validate(calls):
+    real = config.validate
+
+    def counting(cfg):
+        calls.append(1)
+        return real(cfg)
+    return real, counting
+
+
+def test_a_boot_takes_the_config_it_checked_before_without_the_schema():
+    """config.ok vouches for the config.json text that passed this firmware's schema: the
+    next boot takes it as it is. A changed file, or another firmware, is checked again."""
+    root = tmpdir()
+    calls = []
+    real, config.validate = _counting_validate(calls)
+    try:
+        saved = config.save(root, good())
+        calls.clear()
+        assert config.load(root) == (saved, "config", []) and calls == []
+        text = json.dumps(saved)
+        changed = dict(saved, sample_interval_s=120)
+        with open(root + "config.json", "w") as f:  # written by hand (or by a host)
+            f.write(json.dumps(changed))
+        assert config.load(root)[0]["sample_interval_s"] == 120 and calls == [1]
+        assert config.load(root)[0] == changed and calls == [1]  # vouched for now
+        version = config.VERSION
+        config.VERSION = version + "-next"
+        try:
+            assert config.load(root)[0] == changed and calls == [1, 1]
+        finally:
+            config.VERSION = version
+        with open(root + "config.json", "w") as f:
+            f.write(text[:-1])  # torn: the proof no longer matches, the backup is used
+        cfg, source, errors = config.load(root)
+        assert source == "backup" and cfg == changed and errors
+    finally:
+        config.validate = real
+        cleanup(root)
+
+
+def test_a_config_that_relies_on_defaults_is_checked_at_every_boot():
+    root = tmpdir()
+    calls = []
+    real, config.validate = _counting_validate(calls)
+    try:
+        with open(root + "config.json", "w") as f:
+            f.write(json.dumps(good()))  # what a person may write: defaults left out
+        for _ in range(2):
+            cfg, source, _ = config.load(root)
+            assert source == "config" and cfg["batch_size"] == 50
+        assert calls == [1, 1] and "config.ok" not in os.listdir(root)
+    finally:
+        config.validate = real
         cleanup(root)
 
 

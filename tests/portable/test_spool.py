@@ -231,6 +231,26 @@ def test_bit_flip_in_a_segment_skips_and_counts_that_record_only():
     assert sp.corrupt == 1  # counted once, not at every peek
 
 
+def test_damaged_newest_segment_is_repaired_from_the_chunk_ring_at_boot():
+    """The newest group's records are still in the chunk ring right after its seal: a boot
+    then rewrites the damaged segment under its own name (through a temporary file)."""
+    root = fresh_root()
+    sp = Spool(root)
+    for i in range(407):  # seqs 1..407: the group 204..407 was just sealed
+        sp.append(reading(i))
+    seg = root + "spool/" + seg_files(root)[1]
+    assert seg.endswith("s000000cc_204")
+
+    def flip(d):
+        d[20 * 10 + 7] ^= 0x10  # the record with seq 214
+        return d
+    rewrite(seg, flip)
+    sp = Spool(root)
+    assert sp.peek(1000) == [expect(s, s - 1) for s in range(1, 408)]
+    assert sp.corrupt == 0 and sp.depth() == 407
+    assert sorted(os.listdir(root + "spool")) == ["c", "r", "s00000000_203", "s000000cc_204"]
+
+
 def test_truncated_segment_keeps_the_readable_part():
     root = fresh_root()
     sp = Spool(root)

@@ -1,13 +1,18 @@
 # The node configuration on flash: config.json replaced atomically by rename, config.bak the
-# last good copy. What a valid config is lives in laterne/configschema.py and what config/set
-# may change in laterne/configremote.py, modules too big to keep on the node's heap:
-# validate(), defaults(), redact() and apply_remote() here load them for the call and let
-# them go again on MicroPython (on CPython they stay, as imports do).
+# last good copy, config.ok the proof that config.json passed the schema. What a valid config
+# is lives in laterne/configschema.py and what config/set may change in configremote.py,
+# modules too big to keep on the node's heap: validate(), defaults(), redact() and
+# apply_remote() here load them for the call and let them go again on MicroPython (on
+# CPython they stay, as imports do).
+import hashlib
 import json
 import os
 import sys
 
+from laterne import VERSION
+
 MAX_BYTES = 8192  # a config file larger than this is refused unread
+_OK = "config.ok"  # sha256 of this firmware's version and the config.json text it accepted
 
 
 def _call(module, name, *args):
@@ -58,7 +63,31 @@ def _read_text(path):
         return f.read()
 
 
-def _read_valid(path):
+def _digest(text):
+    """What config.ok holds for a config.json text that passed the schema of this firmware."""
+    return hashlib.sha256((VERSION + "\n" + text).encode()).digest()
+
+
+def _vouched(root, text):
+    """text is the config.json that passed this firmware's schema last (config.ok says)."""
+    try:
+        with open(root + _OK, "rb") as f:
+            return f.read() == _digest(text)
+    except OSError:
+        return False
+
+
+def _vouch(root, text):
+    """Remember that text passed the schema: the next boot then takes it without loading
+    the schema (about 15 KB of heap, and room for the rest of the boot in it)."""
+    try:
+        with open(root + _OK, "wb") as f:
+            f.write(_digest(text))
+    except OSError:
+        pass  # the next boot checks the file with the schema again
+
+
+def _read_valid(path, root=None):
     try:
         text = _read_text(path)
     except ValueError as e:
@@ -71,6 +100,8 @@ def _read_valid(path):
         doc = json.loads(text)
     except ValueError:
         return None, text, "not valid JSON"
+    if root is not None and _vouched(root, text):
+        return doc, text, None
     cfg, errors = validate(doc)
     if errors:
         return None, text, "invalid: " + "; ".join(errors)
@@ -89,9 +120,13 @@ def _write_atomic(path, text):
 
 def load(root):
     """(cfg, source, errors): source "config", "backup" (config.json unusable, the last good
-    copy used) or None (nothing usable; cfg is None). A good config.json refreshes config.bak."""
-    cfg, text, why = _read_valid(root + "config.json")
+    copy used) or None (nothing usable; cfg is None). A good config.json refreshes config.bak.
+    config.json is checked with the schema unless it is the very text that passed this
+    firmware's schema last (config.ok): a boot of a configured node loads no schema."""
+    cfg, text, why = _read_valid(root + "config.json", root)
     if cfg is not None:
+        if _vouched(root, text):
+            return cfg, "config", []
         try:
             same = _read_text(root + "config.bak") == text
         except (OSError, ValueError, UnicodeError):
@@ -100,7 +135,9 @@ def load(root):
             try:
                 _write_atomic(root + "config.bak", text)
             except OSError:
-                pass  # the node runs on; the backup is refreshed on a later boot
+                return cfg, "config", []  # the backup (and config.ok) on a later boot
+        if json.loads(text) == cfg:  # complete as written (not relying on defaults)
+            _vouch(root, text)
         return cfg, "config", []
     errors = ["config.json: " + why]
     cfg, _, why_bak = _read_valid(root + "config.bak")
@@ -122,4 +159,5 @@ def save(root, cfg, checked=False):
     text = json.dumps(cfg)
     _write_atomic(root + "config.json", text)
     _write_atomic(root + "config.bak", text)
+    _vouch(root, text)
     return cfg

@@ -30,7 +30,7 @@ class MQTTConnectionError(MQTTError):
 class MQTTClient:
     def __init__(self, client_id, connect_fn, clock, keepalive_s=60, user=None, password=None,
                  will=None, clean_session=True, timeout_ms=10000, max_inflight=8,
-                 on_message=None, max_packet=2304):
+                 on_message=None, max_packet=2304, buffer_size=512):
         self.client_id = client_id
         self.connect_fn = connect_fn
         self.clock = clock
@@ -50,7 +50,7 @@ class MQTTClient:
         # 2304: a config/set (2048 bytes at most) and its topic, the largest packet the node
         # takes; the buffer is on the heap for good
         self._dec = mqtt.Decoder(max_packet)
-        self._wbuf = bytearray(512)
+        self._wbuf = bytearray(buffer_size)  # sized up front: grown later it leaves a hole
         self._poller = None
         self._wpoller = None
         self._blocking = True

@@ -7,6 +7,7 @@
 #                   file (one flash block); <base> is its first seq (8 hex digits), <n> the
 #                   number of readings in it
 #   a, b            state, written alternately: released-through seq, dropped count, reservation
+#   t               a damaged segment being rewritten under its own name (renamed over it)
 # A record's place is a function of its seq: slot seq%6, chunk (seq//6)%34, segment
 # seq//204*204, so recovery reads only the state, the directory, six slots and at most one
 # chunk and 34 chunks to finish an interrupted seal. Every record carries its seq and a CRC
@@ -27,10 +28,10 @@ C = const(34)                 # chunks per segment
 S = const(204)                # records per segment
 _RS = const(20)               # record size
 _CHUNK = const(120)
-_SEG = const(4080)
 _BLOCK = const(4096)
 _OVERHEAD = const(49152)      # littlefs metadata of spool/, r/, c/ (measured: 11 blocks) + 1
 _RTC_MAGIC = const(0x4C52)
+_TMP = "t"                    # a segment being rewritten under its own name
 _STATE_SIZE = const(22)
 
 
@@ -131,7 +132,8 @@ class Spool:
         self._reserve = 0       # next seq never goes below this (a bulk write was cut)
         self._rtc_reserve = 0   # nor below this when the RTC memory was lost
         self._fn = 1            # next seq on flash
-        self._segs = []         # [(base, n)] oldest first
+        self._segs = []         # sealed segments, oldest first: their bases ...
+        self._segn = []         # ... and counts (small ints: no heap objects, no holes)
         self._bad = []          # unacked seqs peek found unreadable though counted in depth()
         self._scan = 0          # highest seq peek has examined
         self._counted = False   # depth() has looked at the unsealed seqs this boot
@@ -140,7 +142,7 @@ class Spool:
         self._rbuf = bytearray(_RS)
         self._cbuf = bytearray(_CHUNK)   # the current chunk: RAM mirror of the slots
         self._kbuf = bytearray(_CHUNK)   # scratch: a chunk or the slot ring read from flash
-        self._sbuf = bytearray(_SEG)     # a whole segment (sealing, counting): made once
+        self._obuf = bytearray(_CHUNK)   # scratch: a chunk's worth of a segment file
         self._rtc = rtc
         self._rtc_fast = rtc is not None and rtc_loss_ok
         self._rtc_batch = max(1, min(rtc_batch, 100))
@@ -224,7 +226,7 @@ class Spool:
         s = self._floor + 1 if after is None else max(self._floor, after) + 1
         fn = self._fn
         seal_end = fn - fn % S
-        for base, _ in self._segs:
+        for base in self._segs:
             if sink.room <= 0:
                 return
             if base + S <= s:
@@ -257,9 +259,8 @@ class Spool:
             return
         self._floor = up
         self._write_state()
-        while self._segs and self._segs[0][0] + S - 1 <= up:
-            base, n = self._segs.pop(0)
-            _remove(self.dir + _seg_name(base, n))
+        while self._segs and self._segs[0] + S - 1 <= up:
+            self._pop_segment()
         self._bad = [b for b in self._bad if b > up]
 
     def depth(self):
@@ -271,7 +272,8 @@ class Spool:
             self._peek_unsealed(max(fl + 1, fn - fn % S), _Rows(S))
         d = 0
         exact_to = fl  # _bad entries up to here are already left out of the counts below
-        for base, n in self._segs:
+        for i in range(len(self._segs)):
+            base, n = self._segs[i], self._segn[i]
             if base > fl:
                 d += n  # the name counts the readings the segment was sealed with
             elif base + S - 1 > fl:
@@ -286,17 +288,31 @@ class Spool:
         """Valid readings above the floor in the partly acknowledged oldest segment."""
         key = (base, n, self._floor)
         if self._head != key:
-            self._head_n = self._live(base, n, self._sbuf)
+            self._head_n = self._live(base, n)
             self._head = key
         return self._head_n
 
-    def _live(self, base, n, buf):
-        """Valid readings above the floor in the segment file (read into buf)."""
-        got = _read_into(self.dir + _seg_name(base, n), buf)
+    def _live(self, base, n):
+        """Valid readings above the floor in the segment file (read a chunk's worth at a
+        time: a whole segment would be 4 KB of heap)."""
         live = 0
-        for i in range(max(got, 0) // _RS):
-            if rec.check(buf, i * _RS) > self._floor:
-                live += 1
+        try:
+            f = open(self.dir + _seg_name(base, n), "rb")
+        except OSError:
+            return 0
+        ob = self._obuf
+        try:
+            while True:
+                got = f.readinto(ob)
+                if not got:
+                    break
+                for i in range(got // _RS):
+                    if rec.check(ob, i * _RS) > self._floor:
+                        live += 1
+        except OSError:
+            pass  # unreadable from here on: what was read counts
+        finally:
+            f.close()
         return live
 
     def stats(self):
@@ -386,62 +402,93 @@ class Spool:
             self._seal(cs + R - S)
 
     def _seal(self, base):
-        """Write (or complete) the segment of base..base+S-1 from the chunk ring."""
+        """Write (or complete) the segment of base..base+S-1 from the chunk ring. The group
+        is merged a chunk at a time, twice: once to count it (its count names the file),
+        once to write it (a whole segment in RAM would be 4 KB of heap for good)."""
         if base + S - 1 <= self._floor:
             return  # all released already
-        buf = self._sbuf
-        rec.fill_holes(buf)
-        old = None
-        had = 0
-        for seg in self._segs:
-            if seg[0] == base:  # an earlier seal of this group was cut, or the file damaged
-                old = seg
-                _read_into(self.dir + _seg_name(seg[0], seg[1]), buf)
-                had = self._count(buf, base)
-        kb = self._kbuf
-        for k in range(C):
-            n = _read_into(self._chunk(base + k * R), kb)
-            for j in range(max(n, 0) // _RS):
-                pos = (k * R + j) * _RS
-                if rec.check(kb, j * _RS) == base + k * R + j and rec.check(buf, pos) < 0:
-                    buf[pos:pos + _RS] = kb[j * _RS:(j + 1) * _RS]
-        n = self._count(buf, base)
-        if n == 0 or (old is not None and had == n == old[1]):
+        old = self._seg_n(base)  # > 0: an earlier seal of this group was cut, or damaged
+        had, n = self._merge(base, old)
+        if n == 0 or (old and had == n == old):
             return
-        if old is None:  # make room first: the new segment must fit in the budget too
+        if not old:  # make room first: the new segment must fit in the budget too
             self._enforce_capacity(self.max_segments - 1)
-        _write(self.dir + _seg_name(base, n), buf)
-        if old is not None:
-            if old[1] != n:
-                _remove(self.dir + _seg_name(old[0], old[1]))
-            self._segs.remove(old)
-        self._segs.append((base, n))
-        self._segs.sort()
+        name = self.dir + _seg_name(base, n)
+        same = old == n  # the old file is read while the new one is written
+        f = open(self.dir + _TMP if same else name, "wb")
+        try:
+            self._merge(base, old, f)
+        finally:
+            f.close()
+        if same:
+            os.rename(self.dir + _TMP, name)  # atomic on littlefs: the old or the new
+        elif old:
+            _remove(self.dir + _seg_name(base, old))
+        if old:
+            self._segn[self._segs.index(base)] = n
+        else:
+            i = len(self._segs)
+            while i and self._segs[i - 1] > base:
+                i -= 1
+            self._segs.insert(i, base)
+            self._segn.insert(i, n)
         self._bad = [b for b in self._bad if not base <= b < base + S]  # n leaves them out
 
-    def _count(self, buf, base):
-        n = 0
-        for i in range(S):
-            if rec.check(buf, i * _RS) == base + i:
-                n += 1
-        return n
+    def _merge(self, base, old, out=None):
+        """The group base..base+S-1 as in its old segment file (of `old` readings; 0: none),
+        completed from the chunk ring, one chunk's worth at a time (written to `out` when
+        given). Returns the valid records of the old file and of the merged group."""
+        kb, ob = self._kbuf, self._obuf
+        had = n = 0
+        f = None
+        if old:
+            try:
+                f = open(self.dir + _seg_name(base, old), "rb")
+            except OSError:
+                pass
+        try:
+            for k in range(C):
+                cs = base + k * R
+                rec.fill_holes(ob)
+                if f is not None:
+                    try:
+                        f.readinto(ob)
+                    except OSError:
+                        pass  # the rest of a damaged file counts as holes
+                m = _read_into(self._chunk(cs), kb)
+                for j in range(R):
+                    p = j * _RS
+                    if rec.check(ob, p) == cs + j:
+                        had += 1
+                    elif p + _RS <= m and rec.check(kb, p) == cs + j and rec.check(ob, p) < 0:
+                        ob[p:p + _RS] = kb[p:p + _RS]
+                    if rec.check(ob, p) == cs + j:
+                        n += 1
+                if out is not None:
+                    out.write(ob)
+        finally:
+            if f is not None:
+                f.close()
+        return had, n
 
     def _enforce_capacity(self, keep=None):
         keep = self.max_segments if keep is None else keep
-        while self._segs and self._segs[0][0] + S - 1 <= self._floor:
-            base, n = self._segs.pop(0)  # released (a cut came between ack and remove)
-            _remove(self.dir + _seg_name(base, n))
+        while self._segs and self._segs[0] + S - 1 <= self._floor:
+            self._pop_segment()  # released (a cut came between ack and remove)
         while len(self._segs) > keep:
-            base, n = self._segs[0]
+            base = self._segs[0]
             lost = 0
             if base + S - 1 > self._floor:
-                # not _sbuf: _seal calls this while _sbuf holds the segment being built
-                lost = self._live(base, n, bytearray(_SEG))
+                lost = self._live(base, self._segn[0])
                 self._floor = base + S - 1
             self.dropped += lost
             self._write_state()  # count first: a cut before the remove only hides it twice
-            _remove(self.dir + _seg_name(base, n))
-            self._segs.pop(0)
+            self._pop_segment()
+
+    def _pop_segment(self):
+        """Forget the oldest segment and remove its file."""
+        base, n = self._segs.pop(0), self._segn.pop(0)
+        _remove(self.dir + _seg_name(base, n))
 
     def _write_state(self):
         self._gen += 1
@@ -468,9 +515,10 @@ class Spool:
             f.close()
 
     def _seg_n(self, base):
-        for b, n in self._segs:
-            if b == base:
-                return n
+        """Readings in the segment of base (0: there is none)."""
+        for i in range(len(self._segs)):
+            if self._segs[i] == base:
+                return self._segn[i]
         return 0
 
     def _take(self, buf, nbytes, b0, s, end, sink, sealed=False):
@@ -509,7 +557,7 @@ class Spool:
             self._repair_chunk(fn - R)
             if fn % S == 0:
                 self._seal(fn - S)
-        segs_end = self._segs[-1][0] + S if self._segs else 0
+        segs_end = self._segs[-1] + S if self._segs else 0
         intact = self._load_rtc(max(fn, segs_end))
         least = max(least, segs_end, self._floor + 1, self._reserve)
         if self._rtc_n and (self.next_seq < least or rec.check(self._rtc_img, 4) < least):
@@ -548,20 +596,23 @@ class Spool:
         for name in names:
             if name in ("a", "b", "r", "c"):
                 continue
+            if name == _TMP:  # a rewrite cut before its rename: the old file still stands
+                _remove(self.dir + _TMP)
+                continue
             seg = _parse_seg(name)
             if seg is None or seg[0] % S:
                 self.corrupt += 1  # garbage in our folder: counted, left alone
                 continue
             segs.append(seg)
         segs.sort()
-        keep = []
-        for seg in segs:  # two files for one base: an interrupted repair; keep the fuller
-            if keep and keep[-1][0] == seg[0]:
-                if seg[1] > keep[-1][1]:
-                    keep[-1] = seg
+        bases, counts = [], []
+        for base, n in segs:  # two files for one base: an interrupted repair; keep the fuller
+            if bases and bases[-1] == base:
+                counts[-1] = max(counts[-1], n)
                 continue
-            keep.append(seg)
-        self._segs = keep
+            bases.append(base)
+            counts.append(n)
+        self._segs, self._segn = bases, counts
 
     def _load_slots(self):
         """Read the slot ring into _kbuf and the current chunk into _cbuf. Returns the next

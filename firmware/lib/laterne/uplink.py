@@ -1,7 +1,7 @@
 # The node's way out: Wi-Fi, then the clock (NTP), then the MQTT session, each retried with
 # exponential backoff and full jitter; never a reboot. `drain` sends the spool in batches with
 # several QoS 1 messages in flight and releases readings only when their PUBACK arrived.
-from laterne import backoff, mqttclient, net, payload, timebase
+from laterne import backoff, mqtt, mqttclient, net, payload, timebase
 
 _SHORT = "drain: MemoryError, smaller batches"
 
@@ -24,7 +24,7 @@ class Uplink:
         self.connects = 0
         self.memory_errors = 0    # batches made smaller for want of heap
         self._tls = None
-        self._batch = None        # the readings encoder, made at the first drain
+        self._batch = payload.Batch(node_id, clock_state)  # the readings encoder
 
     def topic(self, leaf):
         return payload.topic(self.cfg["topic_prefix"], self.node_id, leaf)
@@ -82,7 +82,7 @@ class Uplink:
                 self.node_id, open_link, self.clock, keepalive_s=broker["keepalive_s"],
                 user=broker["username"], password=broker["password"], will=will,
                 clean_session=True, timeout_ms=10000, max_inflight=8,
-                on_message=self.on_message)
+                on_message=self.on_message, buffer_size=self._packet_bytes())
         client = self.mqtt
         client.connect()
         self.client = client
@@ -127,6 +127,11 @@ class Uplink:
             self.client = None
         self.state = "down"
 
+    def _packet_bytes(self):
+        """The MQTT packet buffer a readings batch of batch_size needs."""
+        return mqtt.PUBLISH_HEAD + len(self.topic("readings")) + self._batch.size(
+            self.cfg["batch_size"])
+
     # -- traffic -----------------------------------------------------------------------------
     def publish(self, leaf, message, retain=False, qos=0):
         return self.client.publish(self.topic(leaf), message, qos, retain)
@@ -147,8 +152,6 @@ class Uplink:
         client = self.client
         clock = self.clock
         topic = self.topic("readings").encode()
-        if self._batch is None:
-            self._batch = payload.Batch(self.node_id, self.timebase)
         batch = self._batch
         window = []           # [pid, last_seq, acked, count] in send order
         sent_upto = None      # last seq handed to the broker in this drain
@@ -168,6 +171,7 @@ class Uplink:
                     rows = (rows + 1) // 2
                     self.memory_errors += 1
                     self.last_error = _SHORT
+                    self.log(_SHORT)
                     continue
                 if not batch.count:
                     break

@@ -2,7 +2,8 @@
 # Usage: micropython node_runner.py STATE_DIR   (STATE_DIR/run.json says what to run)
 #    or: micropython -m node_runner STATE_DIR   (the 32-bit build, where the board is frozen)
 # STATE_DIR holds the node's flash image, its RTC state and the files a supervisor uses to
-# play power cuts, deep sleep and outages. The exit code tells the supervisor why it ended.
+# play power cuts, deep sleep and outages; with run.json's `configure` the run only does what
+# `laterne configure` would (see configure()). The exit code tells the supervisor why it ended.
 # Clock: `scale` times faster than the host, or with `skip_idle` virtual time jumps over every
 # idle wait (vselect.SkipSelect). STATE_DIR/heap.json: the live heap, per virtual day.
 import json
@@ -109,15 +110,15 @@ def main(state):
     vfs.mount(fs, "/flash")
     os.chdir("/flash")
 
-    # What `laterne configure` would have written over USB.
-    for name in ("config.json", "board.json"):
-        wanted = read_file(state + "/" + name)
-        if wanted is not None and read_file(name) != wanted:
-            write_file(name, wanted)
-    inject_faults(state)
+    if run.get("configure"):
+        configure(state)
+        sys.exit(0)
     if run.get("preload") and read_file(state + "/preloaded") is None:
         write_file(state + "/preloaded", "1")  # once, even if this boot dies halfway
         preload(run["preload"], run["config_spool_bytes"])
+        for name in [n for n in sys.modules if n.startswith("laterne")]:
+            del sys.modules[name]  # the node then boots on a clean heap, as after a reset
+    inject_faults(state)
 
     heap.stop_us = run["stop_after_s"] * 1000000 if run.get("stop_after_s") else None
     clock.hooks.append(heap.hook)
@@ -141,10 +142,21 @@ def main(state):
     sys.exit(exit_code)
 
 
+def configure(state):
+    """What `laterne configure` does over USB (a process of its own, like that REPL session
+    and the reset after it): STATE/config.json stored with config.save on the board (it
+    checks it and leaves config.json, config.bak and config.ok), and STATE/board.json."""
+    from laterne import config
+    config.save("", json.loads(read_file(state + "/config.json")))
+    write_file("board.json", read_file(state + "/board.json"))
+
+
 def inject_faults(state):
     """Faults a test asks for in STATE/fault, one per line:
     `crash N`: the node's main loop raises at its next N boots (a firmware bug);
-    `corrupt-config`: config.json on flash is garbage at this boot (a torn write, a bad flash).
+    `corrupt-config`: config.json on flash is garbage at this boot (a torn write, a bad flash);
+    the next start configures the node again, as a technician would;
+    `corrupt-backup`: config.bak too.
     """
     text = read_file(state + "/fault")
     if not text:
@@ -164,6 +176,12 @@ def inject_faults(state):
                 keep.append("crash %d" % (int(words[1]) - 1))
         elif words[:1] == ["corrupt-config"]:
             write_file("config.json", '{"node_id": "lamp-0\x00\xff')
+            try:
+                os.remove(state + "/configured")
+            except OSError:
+                pass
+        elif words[:1] == ["corrupt-backup"]:
+            write_file("config.bak", '{"node_id": "lamp-0\x00\xff')
     write_file(state + "/fault", "\n".join(keep))
 
 
