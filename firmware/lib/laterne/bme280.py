@@ -421,8 +421,15 @@ class BME280:
             self._sleep_us(_POLL_US)
         self.i2c.readfrom_mem_into(self.address, _REG_DATA, self._b8)
 
+    def raw(self):
+        """(adc_t, adc_p, adc_h) of the last burst read."""
+        b = self._b8
+        return ((b[3] << 12) | (b[4] << 4) | (b[5] >> 4),
+                (b[0] << 12) | (b[1] << 4) | (b[2] >> 4),
+                (b[6] << 8) | b[7])
+
     def _convert(self, flags):
-        b = self._b8  # decoded inline: no tuple per sample
+        b = self._b8  # decoded inline as in raw(): no result tuple per sample
         adc_p = (b[0] << 12) | (b[1] << 4) | (b[2] >> 4)
         adc_t = (b[3] << 12) | (b[4] << 4) | (b[5] >> 4)
         adc_h = (b[6] << 8) | b[7]
