@@ -4,8 +4,6 @@
 import sys
 import time
 
-from laterne import config
-
 WATCHDOG_MS = 120000
 
 
@@ -23,7 +21,10 @@ def load_config(hw, loaded):
 
 
 def run():
-    loaded = config.load("")  # first, on a heap still empty: the schema it loads is big
+    from laterne import config  # first, on a heap still empty: the schema it may load is big
+    loaded = config.load("")
+    config.release()  # the running node needs it only for a config/set
+    del config
     from laterne import node
     from laterne.hw.platform import Platform
     hw = Platform()

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vclock
-from laterne import backoff, config, configremote, configschema, flags, timebase
+from laterne import backoff, config, configschema, flags, timebase
 
 FAST = settings(max_examples=120, deadline=None)
 
@@ -172,7 +172,7 @@ def test_remote_patch_is_judged_as_the_whole_schema_would(cfg, patch):
     exactly what validating the whole patched config accepts, with the same result."""
     norm = config.validate(cfg)[0]
     new, errors = config.apply_remote(norm, patch)
-    whole = configremote.copy(norm)
+    whole = config.copy(norm)
     for k, v in patch.items():
         parent, _, leaf = k.rpartition(".")
         (whole[parent] if parent else whole)[leaf] = v

@@ -203,7 +203,8 @@ class VirtualNode:
         interp = self.opts["interpreter"]
         wanted = (self.dir / "config.json").read_text()
         marker = self.dir / "configured"
-        if not marker.exists() or marker.read_text() != wanted:  # configure it over "USB"
+        preload = self.run_spec["preload"] and not (self.dir / "preloaded").exists()
+        if preload or not marker.exists() or marker.read_text() != wanted:  # over "USB"
             (self.dir / "run.json").write_text(json.dumps(dict(self.run_spec, configure=True)))
             subprocess.run(interp.command(self.dir, 1 << 20), env=interp.env(), check=True,
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=60)

@@ -7,7 +7,7 @@ import sys
 
 from check import raises
 
-from laterne import config, configremote, configschema
+from laterne import config, configschema
 
 
 def good():
@@ -122,7 +122,7 @@ def test_apply_remote_rejects_and_changes_nothing():
         assert new is cfg and errors, patch
         assert any(e.startswith(named + ":") for e in errors), (patch, errors)
     assert json.dumps(cfg) == before
-    assert "wifi" not in configremote.REMOTE_KEYS and "broker.host" not in configremote.REMOTE_KEYS
+    assert "wifi" not in config.REMOTE_KEYS and "broker.host" not in config.REMOTE_KEYS
 
 
 def test_config_set_never_loads_the_schema_and_the_node_lets_it_go():
@@ -131,7 +131,7 @@ def test_config_set_never_loads_the_schema_and_the_node_lets_it_go():
     cfg = config.validate(good())[0]
     name = "laterne.configschema"
     if sys.implementation.name == "micropython":
-        assert name not in sys.modules and "laterne.configremote" not in sys.modules
+        assert name not in sys.modules
     held = sys.modules.pop(name, None)
     try:
         new, errors = config.apply_remote(cfg, {"batch_size": 20, "sensor": {"iir": 4}})
@@ -140,8 +140,6 @@ def test_config_set_never_loads_the_schema_and_the_node_lets_it_go():
     finally:
         if held is not None:
             sys.modules[name] = held
-    if sys.implementation.name == "micropython":
-        assert "laterne.configremote" not in sys.modules
 
 
 def test_save_then_load_and_backup_fallback():

@@ -1,9 +1,9 @@
 # The node configuration's schema, for the firmware and the host tools: validate() checks
 # types, ranges and formats and fills defaults; errors are "key: reason" strings that never
-# contain a secret. The keys config/set may change take their rules from configremote.REMOTE. On
+# contain a secret. The keys config/set may change take their rules from config.REMOTE. On
 # the node this module is loaded only to check a whole config (at boot, by laterne configure)
 # and let go again: laterne/config.py's functions of the same names are the way in.
-from laterne.configremote import check_value, copy, is_int, join, remote_rule
+from laterne.config import check_value, copy, is_int, join, remote_rule
 
 # Each field: (kind, default, rule). Kinds: "int", "num", "bool", "str", "enum", "obj" (rule
 # is a nested schema), "list" (rule = (item kind, item rule, min, max)). A default of

@@ -5,7 +5,7 @@ import gc
 import os
 import sys
 
-from laterne import VERSION, config, payload, timebase
+from laterne import VERSION, payload, timebase
 from laterne.spool import Spool
 from laterne.uplink import Uplink
 
@@ -156,11 +156,13 @@ class Node:
         request_id = None
         try:
             request_id, patch = payload.parse_config_set(message)
+            from laterne import config  # loaded for the change only, let go after it
             new_cfg, errors = config.apply_remote(self.cfg, patch)
             if not errors:
                 config.save(self.root, new_cfg, checked=True)
                 self.cfg.update(new_cfg)
                 self.apply_config()
+            config.release()
             keys = sorted(patch) if not errors else []
         except Exception as e:
             errors, keys = [str(e)], []
@@ -260,6 +262,7 @@ class Node:
 
 def fallback_config(mac):
     """No usable config: measure into the spool with the defaults, radio off."""
+    from laterne import config
     cfg = config.defaults()
     cfg["node_id"] = "esp32-" + mac
     cfg["wifi"] = []

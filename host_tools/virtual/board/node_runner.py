@@ -3,7 +3,7 @@
 #    or: micropython -m node_runner STATE_DIR   (the 32-bit build, where the board is frozen)
 # STATE_DIR holds the node's flash image, its RTC state and the files a supervisor uses to
 # play power cuts, deep sleep and outages; with run.json's `configure` the run only does what
-# `laterne configure` would (see configure()). The exit code tells the supervisor why it ended.
+# `laterne configure` would (see configure()), and puts the `preload` readings in the spool. The exit code tells the supervisor why it ended.
 # Clock: `scale` times faster than the host, or with `skip_idle` virtual time jumps over every
 # idle wait (vselect.SkipSelect). STATE_DIR/heap.json: the live heap, per virtual day.
 import json
@@ -110,14 +110,12 @@ def main(state):
     vfs.mount(fs, "/flash")
     os.chdir("/flash")
 
-    if run.get("configure"):
+    if run.get("configure"):  # a process of its own: the node boots on a clean heap
         configure(state)
+        if run.get("preload") and read_file(state + "/preloaded") is None:
+            write_file(state + "/preloaded", "1")  # once, even if this run dies halfway
+            preload(run["preload"], run["config_spool_bytes"])
         sys.exit(0)
-    if run.get("preload") and read_file(state + "/preloaded") is None:
-        write_file(state + "/preloaded", "1")  # once, even if this boot dies halfway
-        preload(run["preload"], run["config_spool_bytes"])
-        for name in [n for n in sys.modules if n.startswith("laterne")]:
-            del sys.modules[name]  # the node then boots on a clean heap, as after a reset
     inject_faults(state)
 
     heap.stop_us = run["stop_after_s"] * 1000000 if run.get("stop_after_s") else None
