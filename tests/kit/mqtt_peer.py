@@ -1,6 +1,7 @@
 # MQTT packets the node never encodes, for tests that play the broker (CPython and MicroPython):
 # CONNACK, SUBACK, UNSUBACK, and a whole PUBLISH in a buffer of its own (the node builds its
-# PUBLISH in place around the payload, laterne.mqtt.put_publish_head).
+# PUBLISH in place around the payload, laterne.mqtt.put_publish_head); and feeding bytes to
+# the node's decoder as the client reads them.
 from laterne import mqtt
 
 
@@ -26,3 +27,24 @@ def encode_suback(pid, codes):
 
 def encode_unsuback(pid):
     return bytes((mqtt.UNSUBACK << 4, 2, pid >> 8, pid & 0xFF))
+
+
+def feed(dec, data):
+    """Give all of data to a laterne.mqtt.Decoder; yield every packet it completes."""
+    i = 0
+    while i < len(data):
+        space = dec.space()
+        k = min(len(space), len(data) - i)
+        space[0:k] = data[i:i + k]
+        dec.advance(k)
+        i += k
+        while True:
+            p = dec.take()
+            if p is None:
+                break
+            yield p
+
+
+def pending(dec):
+    """Bytes the decoder holds of a packet not complete yet."""
+    return dec.end - dec.start

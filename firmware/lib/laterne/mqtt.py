@@ -191,8 +191,8 @@ def encode_subscribe(pid, topic, qos=1):
 class Decoder:
     """Incremental decoder of broker-to-client packets.
 
-    Read into `space()` (a memoryview of free buffer) and call `advance(n)`, or `feed(data)`;
-    then call `take()` until it returns None (more bytes needed). Packets are tuples:
+    Read into `space()` (a memoryview of free buffer) and call `advance(n)`; then call
+    `take()` until it returns None (more bytes needed). Packets are tuples:
       (CONNACK, session_present, rc)      (PUBLISH, topic_str, payload_bytes, qos, retain, dup, pid)
       (PUBACK, pid)  (SUBACK, pid, codes_bytes)  (UNSUBACK, pid)  (PINGRESP,)
     """
@@ -207,9 +207,6 @@ class Decoder:
     def reset(self):
         self.start = self.end = 0
 
-    def pending(self):
-        return self.end - self.start
-
     def space(self):
         if self.start:
             n = self.end - self.start
@@ -221,21 +218,6 @@ class Decoder:
         if n < 0 or self.end + n > len(self.buf):
             raise ValueError("advance beyond buffer")
         self.end += n
-
-    def feed(self, data):
-        """Consume all of data; yield every packet it completes."""
-        i = 0
-        while i < len(data):
-            space = self.space()
-            k = min(len(space), len(data) - i)
-            space[0:k] = data[i:i + k]
-            self.end += k
-            i += k
-            while True:
-                p = self.take()
-                if p is None:
-                    break
-                yield p
 
     def _header(self):
         """(body_start, remaining_length) once the fixed header is complete, else None."""
