@@ -193,7 +193,8 @@ class HeapWatch:
     boot (STATE/heap_peak) and, for this boot, the least and the most of each virtual day
     from its third minute on (STATE/heap.json). `board` is what the virtual board holds of
     that (measured before the firmware starts; a supervisor gives the interpreter that much
-    on top of the node's budget and passes the figure in)."""
+    on top of the node's budget and passes the figure in). Finished days go to a file at
+    once, so that watching a week takes no more heap than watching a day."""
 
     def __init__(self, state, board=None):
         import gc
@@ -201,8 +202,10 @@ class HeapWatch:
         self.state = state
         self.peak = int(read_file(state + "/heap_peak") or 0)
         self.last = None
-        self.days = []
+        self.day = None
+        self.lo = self.hi = 0
         self.stop_us = None
+        write_file(state + "/heap_days", "")
         gc.collect()
         self.board = gc.mem_alloc() if board is None else board
 
@@ -214,13 +217,15 @@ class HeapWatch:
             self.gc.collect()
             live = self.gc.mem_alloc()
             self.peak = max(self.peak, live)
-            day = minute // 1440
-            while minute >= 2 and len(self.days) <= day:  # not while it still boots
-                self.days.append([live, live])
-            if minute >= 2:
-                span = self.days[day]
-                span[0] = min(span[0], live)
-                span[1] = max(span[1], live)
+            if minute >= 2:  # not while it still boots
+                day = minute // 1440
+                if day != self.day:
+                    if self.day is not None:
+                        with open(self.state + "/heap_days", "a") as f:
+                            f.write("%d %d\n" % (self.lo, self.hi))
+                    self.day, self.lo, self.hi = day, live, live
+                self.lo = min(self.lo, live)
+                self.hi = max(self.hi, live)
             if minute % 10 == 0:
                 self.save()
         if self.stop_us is not None and now >= self.stop_us:
@@ -228,9 +233,13 @@ class HeapWatch:
             raise Stop()
 
     def save(self):
+        days = [[int(v) for v in line.split()]
+                for line in read_file(self.state + "/heap_days").split("\n") if line]
+        if self.day is not None:
+            days.append([self.lo, self.hi])
         write_file(self.state + "/heap_peak", str(self.peak))
         write_file(self.state + "/heap.json", json.dumps(
-            {"board": self.board, "peak": self.peak, "days": self.days}))
+            {"board": self.board, "peak": self.peak, "days": days}))
 
 
 def preload(spec, capacity):
