@@ -44,7 +44,7 @@ def real_messages():
             (3, 50, -3999, 0, 0, flags.TIME_RELATIVE | flags.P_SKIPPED | flags.H_SKIPPED, 3)]
     return {
         "readings": json.loads(readings_json("lamp-001", rows, state())),
-        "status": json.loads(payload.status_json("lamp-001", STATUS_FIELDS)),
+        "status": json.loads(payload.status_json("lamp-001", dict(STATUS_FIELDS))),
         "will": json.loads(payload.will_json("lamp-001")),
         "config_result": json.loads(payload.config_result_json("lamp-001", "r1", True, [], ["batch_size"])),
         "config_set": {"id": "r1", "set": {"batch_size": 20, "sensor": {"iir": 4}}},

@@ -45,7 +45,7 @@ def field_config():
     return cfg
 
 
-def _wait(what, predicate, timeout, fleet):
+def _wait(what, predicate, timeout, fleet, strict=True):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -53,21 +53,24 @@ def _wait(what, predicate, timeout, fleet):
         if fleet.proc.poll() is not None:
             raise ScenarioFailed("laterne sim ended while waiting for %s" % what)
         console = fleet.console(NODE)
-        for sign in ("Traceback", "MemoryError"):  # crashed or short of heap: no use waiting
-            if sign in console:
+        for sign in ("Traceback", "MemoryError") if strict else ("Traceback",):
+            if sign in console:  # crashed (or short of heap): no use waiting
                 raise ScenarioFailed("%s while we waited for %s:\n%s" % (
                     sign, what, console[console.index(sign) - 200:][:1500]))
         time.sleep(0.1)
     raise ScenarioFailed("timed out after %d s waiting for %s" % (timeout, what))
 
 
-def run(workdir, broker, mpy32=True, heap=None, backlog=BACKLOG, timeout=240, extra=()):
-    """The scenario against `broker` (a host_tools.broker.Broker).
-    Returns {"seqs", "statuses", "results", "heap", "console"}; raises ScenarioFailed."""
+def run(workdir, broker, mpy32=True, heap=None, backlog=BACKLOG, timeout=240, extra=(),
+        strict=True, config=None):
+    """The scenario against `broker` (a host_tools.broker.Broker), the node configured with
+    `config` (default field_config()). Returns {"seqs", "statuses", "results", "heap",
+    "console", "memory_errors"}; raises ScenarioFailed. Not strict: running short of heap is
+    allowed (it must cost no reading and no crash)."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    (workdir / "field.json").write_text(json.dumps(field_config()))
+    (workdir / "field.json").write_text(json.dumps(config or field_config()))
     args = ["--skip-idle", "--preload", str(backlog), "--config", str(workdir / "field.json"),
             "--sample-interval", "60", "--upload-interval", "300"] + list(extra)
     if mpy32:
@@ -90,24 +93,27 @@ def run(workdir, broker, mpy32=True, heap=None, backlog=BACKLOG, timeout=240, ex
 
     try:
         _wait("the backlog of %d readings" % backlog, lambda: len(seqs()) >= backlog, timeout,
-              fleet)
+              fleet, strict)
         _wait("a status saying the spool is drained",
-              lambda: any(s.get("spool_depth") == 0 for s in statuses()), 60, fleet)
+              lambda: any(s.get("spool_depth") == 0 for s in statuses()), 60, fleet, strict)
         collector.publish("laterne/%s/config/set" % NODE, json.dumps(
             {"id": "scenario", "set": {"sample_interval_s": 120, "sensor": {"iir": 4}}}))
-        _wait("the config/result", lambda: collector.results, 60, fleet)
+        _wait("the config/result", lambda: collector.results, 60, fleet, strict)
         top = max(seqs())
         proxy.cut()  # outage: the node samples on, its backlog grows
         time.sleep(2)
         proxy.restore()
-        _wait("readings sampled during the outage", lambda: max(seqs()) >= top + 5, 120, fleet)
+        _wait("readings sampled during the outage", lambda: max(seqs()) >= top + 5, 120, fleet,
+              strict)
         boots = max(s.get("boot", 0) for s in statuses())
         top = max(seqs())
         fleet.power_cut(NODE)
-        _wait("the node online after the power cut", lambda: online_after(boots), 60, fleet)
-        _wait("readings after the power cut", lambda: max(seqs()) >= top + 3, 60, fleet)
+        _wait("the node online after the power cut", lambda: online_after(boots), 60, fleet,
+              strict)
+        _wait("readings after the power cut", lambda: max(seqs()) >= top + 3, 60, fleet, strict)
         _wait("the spool drained after the power cut",
-              lambda: any(x.get("spool_depth") == 0 for x in online_after(boots)), 60, fleet)
+              lambda: any(x.get("spool_depth") == 0 for x in online_after(boots)), 60, fleet,
+              strict)
     finally:
         fleet.stop()
         collector.stop()
@@ -116,24 +122,25 @@ def run(workdir, broker, mpy32=True, heap=None, backlog=BACKLOG, timeout=240, ex
            "console": fleet.console(NODE)}
     heap_file = workdir / "state" / NODE / "heap.json"
     out["heap"] = json.loads(heap_file.read_text()) if heap_file.exists() else None
-    _check(out)
+    out["memory_errors"] = max([x.get("memory_errors") or 0 for x in out["statuses"]] or [0])
+    _check(out, strict)
     return out
 
 
-def _check(out):
+def _check(out, strict=True):
     s = out["seqs"]
     if s != list(range(1, s[-1] + 1)):
         missing = sorted(set(range(1, s[-1] + 1)) - set(s))
         raise ScenarioFailed("readings lost: %d seqs missing, first %s" % (len(missing),
                                                                            missing[:10]))
     result = out["results"][0]
-    if not (result.get("id") == "scenario" and result.get("ok") is True):
+    short = not strict and "memory" in str(result.get("errors"))  # refused, with the reason
+    if not (result.get("id") == "scenario" and (result.get("ok") is True or short)):
         raise ScenarioFailed("config/set not applied: %s" % result)
-    bad = [x for x in out["statuses"] if x.get("online") and x.get("memory_errors")]
-    if bad:
-        raise ScenarioFailed("the node ran short of memory: %s" % bad[-1].get("last_error"))
-    if "Traceback" in out["console"] or "MemoryError" in out["console"]:
+    if "Traceback" in out["console"]:
         raise ScenarioFailed("the node crashed: %s" % out["console"][-1500:])
+    if strict and (out["memory_errors"] or "MemoryError" in out["console"]):
+        raise ScenarioFailed("the node ran short of memory: %d times" % out["memory_errors"])
 
 
 def run_with_broker(workdir, **kwargs):

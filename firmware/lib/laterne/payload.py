@@ -151,12 +151,12 @@ def _envelope(node_id, **fields):
 
 
 def status_json(node_id, fields):
-    """Retained status: {"v":1,"node":id,"online":true, ...health fields}."""
-    d = dict(fields)
-    d["v"] = V
-    d["node"] = node_id
-    d["online"] = True
-    return json.dumps(d)
+    """Retained status: {"v":1,"node":id,"online":true, ...health fields}. fields (a dict
+    made for this message) takes the envelope keys itself: no copy on the heap."""
+    fields["v"] = V
+    fields["node"] = node_id
+    fields["online"] = True
+    return json.dumps(fields)
 
 
 def will_json(node_id):

@@ -109,6 +109,8 @@ class Uplink:
         return False
 
     def drop(self, reason):
+        if isinstance(reason, MemoryError):
+            self.memory_errors += 1  # reported with the rest (status memory_errors)
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -128,9 +130,11 @@ class Uplink:
         self.state = "down"
 
     def _packet_bytes(self):
-        """The MQTT packet buffer a readings batch of batch_size needs."""
+        """The MQTT packet buffer made with the client: a readings batch of batch_size, up to
+        the default 50 (a bigger batch grows it in the drain, where running short of heap
+        only makes the batch smaller)."""
         return mqtt.PUBLISH_HEAD + len(self.topic("readings")) + self._batch.size(
-            self.cfg["batch_size"])
+            min(self.cfg["batch_size"], 50))
 
     # -- traffic -----------------------------------------------------------------------------
     def publish(self, leaf, message, retain=False, qos=0):
