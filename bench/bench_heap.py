@@ -10,8 +10,9 @@
 #                              publishing, PUBACKs), measured with the collector off
 #   *_compensate_alloc_bytes   heap allocated per bme280.compensate() call
 #   *_import_bytes             heap the deployed modules take once imported (.mpy)
-#   *_qstrs                    names interned once those modules are imported (the 621st
-#                              makes MicroPython allocate a 6th qstr pool, 4.5 KB; docs/heap.md)
+#   *_qstrs                    names those modules intern (with the interpreter's own and
+#                              main.py's, the 621st makes MicroPython allocate a 6th qstr
+#                              pool of 4.5 KB; docs/heap.md)
 # Rerun on other firmware: `make bench` (or `.venv/bin/python -m bench heap`) in its checkout.
 import sys
 
@@ -29,13 +30,14 @@ def _mp_main(port, what, image):
         import machine  # noqa: F401 (on the chip C modules: not the firmware's heap)
         import micropython
         import network  # noqa: F401
+        micropython.qstr_info()  # "n_qstr=..." before and after, read by the host side
         gc.collect()
         before = gc.mem_alloc()
         for name in MODULES:
             __import__(name)
         gc.collect()
         print(json.dumps({"import_bytes": gc.mem_alloc() - before}))
-        micropython.qstr_info()  # "n_qstr=..." read by the host side
+        micropython.qstr_info()
         return
     if what == "compensate":
         from laterne import bme280
@@ -117,9 +119,9 @@ def _micro(interp, port, what, heap="1M"):
         raise RuntimeError("bench_heap %s on MicroPython failed:\n%s%s" % (
             what, proc.stdout[-2000:], proc.stderr[-2000:]))
     figures = json.loads(lines[-1])
-    qstrs = re.search(r"n_qstr=(\d+)", proc.stdout)
-    if qstrs:
-        figures["qstrs"] = int(qstrs.group(1))
+    qstrs = [int(n) for n in re.findall(r"n_qstr=(\d+)", proc.stdout)]
+    if len(qstrs) == 2:
+        figures["qstrs"] = qstrs[1] - qstrs[0]  # the firmware's own names
     return figures
 
 

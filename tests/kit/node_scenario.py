@@ -12,6 +12,7 @@
 #   .venv/bin/python -c "import sys; sys.path.insert(0, 'tests/kit'); import node_scenario as s;
 #                        print(s.run_with_broker('build/scenario', mpy32=True, heap='80k'))"
 import json
+import random
 import shutil
 import time
 from pathlib import Path
@@ -71,13 +72,17 @@ def run(workdir, broker, mpy32=True, heap=None, backlog=BACKLOG, timeout=240, ex
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     (workdir / "field.json").write_text(json.dumps(config or field_config()))
+    # a topic prefix of its own: a broker kept across runs (the bench's bisection) still
+    # holds the retained status of the run before
+    prefix = "scenario-%08x" % random.getrandbits(32)
     args = ["--skip-idle", "--preload", str(backlog), "--config", str(workdir / "field.json"),
-            "--sample-interval", "60", "--upload-interval", "300"] + list(extra)
+            "--sample-interval", "60", "--upload-interval", "300", "--prefix", prefix]
+    args += list(extra)
     if mpy32:
         args.append("--mpy32")
     if heap is not None:
         args += ["--heap", str(heap)]
-    collector = Collector(broker.port)
+    collector = Collector(broker.port, prefix)
     proxy = Proxy(broker.port)
     fleet = Fleet(workdir / "state", "mqtt://127.0.0.1:%d" % proxy.port, 1, args)
 
@@ -96,7 +101,7 @@ def run(workdir, broker, mpy32=True, heap=None, backlog=BACKLOG, timeout=240, ex
               fleet, strict)
         _wait("a status saying the spool is drained",
               lambda: any(s.get("spool_depth") == 0 for s in statuses()), 60, fleet, strict)
-        collector.publish("laterne/%s/config/set" % NODE, json.dumps(
+        collector.publish("%s/%s/config/set" % (prefix, NODE), json.dumps(
             {"id": "scenario", "set": {"sample_interval_s": 120, "sensor": {"iir": 4}}}))
         _wait("the config/result", lambda: collector.results, 60, fleet, strict)
         top = max(seqs())
