@@ -50,7 +50,8 @@ make -s -C "$out/src/mpy-cross" -j"$(nproc)" >"$out/build.log" 2>&1 \
   || { tail -30 "$out/build.log" >&2; fail "mpy-cross (for freezing) failed (log: $out/build.log)"; }
 make -s -C "$out/src/ports/unix" -j"$(nproc)" VARIANT_DIR="$here/variant" BUILD="$out/obj" \
   >>"$out/build.log" 2>&1 || { tail -30 "$out/build.log" >&2; fail "build failed (log: $out/build.log)"; }
-cp "$out/obj/micropython" "$out/micropython"
+cp "$out/obj/micropython" "$out/micropython.new"  # renamed over: a running one keeps its file
+mv "$out/micropython.new" "$out/micropython"
 "$out/micropython" -c "import sys; assert sys.maxsize == 2**31 - 1, 'not a 32-bit build'" \
   || fail "the result is not a working 32-bit MicroPython"
 # which stand-ins went in, to tell a stale build (host_tools/paths.py compares)

@@ -31,17 +31,23 @@ class _Poll:
         return max(1, int(timeout / self._scale))
 
 
-class ScaledSelect:
+class _Select:
+    """Stands in for the `select` module: its constants, and poll objects of a kind."""
     POLLIN = _host.POLLIN
     POLLOUT = _host.POLLOUT
     POLLERR = _host.POLLERR
     POLLHUP = _host.POLLHUP
 
-    def __init__(self, scale):
-        self.scale = scale
+    def __init__(self, kind, arg):
+        self._kind = kind
+        self._arg = arg
 
     def poll(self):
-        return _Poll(self.scale)
+        return self._kind(self._arg)
+
+
+def ScaledSelect(scale):
+    return _Select(_Poll, scale)
 
 
 # `select` and `socket` for a virtual board whose clock jumps (VClock(scale=None)) over idle
@@ -158,14 +164,5 @@ class _SkipPoll:
         return []
 
 
-class SkipSelect:
-    POLLIN = _host.POLLIN
-    POLLOUT = _host.POLLOUT
-    POLLERR = _host.POLLERR
-    POLLHUP = _host.POLLHUP
-
-    def __init__(self, clock):
-        self.clock = clock
-
-    def poll(self):
-        return _SkipPoll(self.clock)
+def SkipSelect(clock):
+    return _Select(_SkipPoll, clock)
