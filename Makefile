@@ -41,7 +41,7 @@ test: setup mpy32 ## run every test (CPython, MicroPython, virtual board, broker
 test-fast: setup mpy32 ## run the quick tests (everything but tests/system/)
 	$(PY) -m pytest -q -n 2 tests --ignore=tests/system
 
-bench: setup ## measure speed, flash and memory figures into build/bench.json
+bench: setup mpy32 ## measure speed, flash and heap figures into build/bench.json
 	$(PY) -m bench
 
 lint: setup ## compile every firmware file for the ESP32 with mpy-cross
