@@ -111,8 +111,8 @@ def measure():
     from host_tools.paths import REPO, micropython_env, micropython_exe
 
     proc = subprocess.run([micropython_exe(), "-X", "heapsize=8M", __file__],
-                          env=micropython_env(REPO / "tests" / "kit"), capture_output=True, text=True,
-                          timeout=900, cwd=str(Path(__file__).parent))
+                          env=micropython_env(REPO / "tests" / "kit"), capture_output=True,
+                          text=True, timeout=900, cwd=str(Path(__file__).parent))
     line = [x for x in proc.stdout.splitlines() if x.startswith("FIGURES ")]
     if proc.returncode or not line:
         raise RuntimeError("spool bench failed on MicroPython:\n" + proc.stdout + proc.stderr)

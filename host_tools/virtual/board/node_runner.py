@@ -3,7 +3,8 @@
 #    or: micropython -m node_runner STATE_DIR   (the 32-bit build, where the board is frozen)
 # STATE_DIR holds the node's flash image, its RTC state and the files a supervisor uses to
 # play power cuts, deep sleep and outages; with run.json's `configure` the run only does what
-# `laterne configure` would (see configure()), and puts the `preload` readings in the spool. The exit code tells the supervisor why it ended.
+# `laterne configure` would (see configure()), and puts the `preload` readings in the spool.
+# The exit code tells the supervisor why it ended.
 # Clock: `scale` times faster than the host, or with `skip_idle` virtual time jumps over every
 # idle wait (vselect.SkipSelect). STATE_DIR/heap.json: the live heap, per virtual day.
 import json
