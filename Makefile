@@ -41,7 +41,8 @@ setup: $(STAMP) ## create .venv, install the tools, mosquitto and PostgreSQL (id
 
 mpy32: $(MPY32) ## build the 32-bit MicroPython with the ESP32's heap shape (once, reused)
 
-$(MPY32): mpy32/build.sh mpy32/first-heap-area.patch $(wildcard mpy32/variant/*)
+FROZEN   := $(patsubst %,host_tools/virtual/board/%.py,$(shell cat mpy32/frozen.txt))
+$(MPY32): mpy32/build.sh mpy32/first-heap-area.patch $(wildcard mpy32/variant/*) mpy32/manifest.py mpy32/frozen.txt $(FROZEN)
 	@mpy32/build.sh build/mpy32 || { [ -z "$$CI" ] && echo "mpy32: not built; its tests will say so (CI fails here)"; }
 
 test: setup mpy32 ## run every test (CPython, MicroPython, virtual board, broker)
@@ -50,7 +51,7 @@ test: setup mpy32 ## run every test (CPython, MicroPython, virtual board, broker
 test-fast: setup mpy32 ## run the quick tests (everything but tests/system/)
 	$(PY) -m pytest -q -n 2 tests --ignore=tests/system
 
-bench: setup ## measure speed, flash and memory figures into build/bench.json
+bench: setup mpy32 ## measure speed, flash and heap figures into build/bench.json
 	$(PY) -m bench
 
 lint: setup ## compile every firmware file for the ESP32 with mpy-cross

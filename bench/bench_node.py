@@ -21,15 +21,15 @@ NAIVE_N = 500
 
 NAIVE = r"""
 import sys, time
-from laterne import mqttclient, net, payload, timebase
+from laterne import mqttclient, net
 port, n = int(sys.argv[1]), int(sys.argv[2])
 c = mqttclient.MQTTClient("naive", lambda: net.open_socket("127.0.0.1", port, 5000), time,
                           keepalive_s=60, max_inflight=1)
 c.connect()
-tb = timebase.ClockState(time, 0)
 t0 = time.ticks_ms()
 for seq in range(1, n + 1):
-    msg = payload.readings_json("naive", [(seq, 1700000000 + 60 * seq, 0, 0, 1234, 101325, 5000)], tb)
+    msg = ('{"v":1,"node":"naive","cols":["seq","ts","t","p","h","flags"],'
+           '"rows":[[%d,%d,1234,101325,5000,0]]}' % (seq, 1700000000 + 60 * seq))
     pid = c.publish("laterne/naive/readings", msg, 1)
     while pid not in c.acked():
         c.poll(1000)

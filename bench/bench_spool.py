@@ -6,7 +6,7 @@ import sys
 
 N_READINGS = 1224      # 6 sealed segments' worth, steady state
 ACK_EVERY = 60         # the node uploads (and acks) a batch every hour at 1 reading/minute
-READING = (1700000000, 7, 0, 2150, 101325, 5012)
+READING = (1700000000, 2150, 101325, 5012, 0, 7)  # (ts, t, p, h, flags, boot)
 
 
 def _mount(blockdev, vfs, os, blocks):
@@ -75,7 +75,7 @@ def _mp_main():
     _unmount(vfs, os)
 
     # the RTC fast path of deep-sleep nodes (rtc_loss_ok=True, a flush every 30 readings)
-    from laterne.spool import RamRtc
+    from ramrtc import RamRtc
     bd = _mount(blockdev, vfs, os, 256)
     sp = Spool("", rtc=RamRtc(), rtc_loss_ok=True, rtc_batch=30)
     sp.extend([READING] * 300)
@@ -108,11 +108,11 @@ def measure():
     import subprocess
     from pathlib import Path
 
-    from host_tools.paths import micropython_env, micropython_exe
+    from host_tools.paths import REPO, micropython_env, micropython_exe
 
     proc = subprocess.run([micropython_exe(), "-X", "heapsize=8M", __file__],
-                          env=micropython_env(), capture_output=True, text=True,
-                          timeout=900, cwd=str(Path(__file__).parent))
+                          env=micropython_env(REPO / "tests" / "kit"), capture_output=True,
+                          text=True, timeout=900, cwd=str(Path(__file__).parent))
     line = [x for x in proc.stdout.splitlines() if x.startswith("FIGURES ")]
     if proc.returncode or not line:
         raise RuntimeError("spool bench failed on MicroPython:\n" + proc.stdout + proc.stderr)

@@ -16,6 +16,14 @@ UNUSABLE = {"esp32": set(range(6, 12)) | set(range(34, 40))}
 GENERIC_BUILD_SUFFIX = {"esp32": "", "esp32s2": "_S2", "esp32s3": "_S3", "esp32c2": "_C2",
                         "esp32c3": "_C3", "esp32c5": "_C5", "esp32c6": "_C6", "esp32h2": "_H2",
                         "esp32p4": "_P4"}
+# The GC heap MicroPython's ESP32 port starts with (MICROPY_GC_INITIAL_HEAP_SIZE in
+# ports/esp32/mpconfigport.h, without PSRAM), in KB. The port grows it by further areas "so
+# they can grow the heap once (double it) and still have enough internal RAM to start WiFi
+# and make a HTTPS request"; a board's budget leaves HEAP_MARGIN_KB of that doubled heap
+# unbudgeted, as the 96 KB of an ESP32 (of about 112 KB) do. docs/heap.md has the why.
+FIRST_AREA_KB = {"esp32": 56, "esp32s2": 36, "esp32c2": 36}
+FIRST_AREA_KB_OTHER = 64
+HEAP_MARGIN_KB = 16
 
 
 def _folder(folder):
@@ -75,6 +83,16 @@ def semantic_errors(board, stem):
     if build.startswith("ESP32_GENERIC") and build != "ESP32_GENERIC" + GENERIC_BUILD_SUFFIX[chip]:
         out.append("micropython_build: %s is not the generic build for %s (expected %s)"
                    % (build, chip, "ESP32_GENERIC" + GENERIC_BUILD_SUFFIX[chip]))
+    heap = board["gc_heap"]
+    first = FIRST_AREA_KB.get(chip, FIRST_AREA_KB_OTHER)
+    if heap["first_area_kb"] != first:
+        out.append("gc_heap.first_area_kb: %d is not the %d KB MicroPython's %s port starts "
+                   "with" % (heap["first_area_kb"], first, chip))
+    top = 2 * first - HEAP_MARGIN_KB
+    if not first <= heap["budget_kb"] <= top:
+        out.append("gc_heap.budget_kb: %d is outside %d..%d: the %s port grows its %d KB "
+                   "heap once, and %d KB of that stay unbudgeted" % (
+                       heap["budget_kb"], first, top, chip, first, HEAP_MARGIN_KB))
     pins = {"i2c.sda": board["i2c"]["sda"], "i2c.scl": board["i2c"]["scl"]}
     if board["led"]:
         pins["led.pin"] = board["led"]["pin"]

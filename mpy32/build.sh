@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the 32-bit MicroPython unix port with the ESP32's heap shape (variant/, one small
-# patch) from upstream v1.28.0 source into OUT/micropython. The source comes from, in order:
+# patch) and the virtual board frozen in (manifest.py) from upstream v1.28.0 source into
+# OUT/micropython. The source comes from, in order:
 # $MPY32_SOURCE, the vendored subset ../shared/vendor/micropython-1.28.0-unix-esp32-src.tar.xz
 # beside the checkout, or the release tarball from micropython.org when there is internet.
 # Usage: mpy32/build.sh OUT
@@ -40,13 +41,21 @@ if [ -z "$src" ]; then
   fi
 fi
 
-rm -rf "$out/src" && mkdir -p "$out/src"
+rm -rf "$out/src" "$out/obj" && mkdir -p "$out/src"
 tar -xJf "$src" -C "$out/src" --strip-components=1
 patch -s -d "$out/src" -p1 < "$here/first-heap-area.patch"
+# freezing (manifest.py) looks for the micropython-lib submodule, which nothing here uses
+mkdir -p "$out/src/lib/micropython-lib" && echo "not vendored" > "$out/src/lib/micropython-lib/README.md"
+make -s -C "$out/src/mpy-cross" -j"$(nproc)" >"$out/build.log" 2>&1 \
+  || { tail -30 "$out/build.log" >&2; fail "mpy-cross (for freezing) failed (log: $out/build.log)"; }
 make -s -C "$out/src/ports/unix" -j"$(nproc)" VARIANT_DIR="$here/variant" BUILD="$out/obj" \
-  >"$out/build.log" 2>&1 || { tail -30 "$out/build.log" >&2; fail "build failed (log: $out/build.log)"; }
-cp "$out/obj/micropython" "$out/micropython"
+  >>"$out/build.log" 2>&1 || { tail -30 "$out/build.log" >&2; fail "build failed (log: $out/build.log)"; }
+cp "$out/obj/micropython" "$out/micropython.new"  # renamed over: a running one keeps its file
+mv "$out/micropython.new" "$out/micropython"
 "$out/micropython" -c "import sys; assert sys.maxsize == 2**31 - 1, 'not a 32-bit build'" \
   || fail "the result is not a working 32-bit MicroPython"
+# which stand-ins went in, to tell a stale build (host_tools/paths.py compares)
+(cd "$here/../host_tools/virtual/board" && sha256sum $(sed 's/$/.py/' "$here/frozen.txt")) \
+  > "$out/frozen.sha256"
 rm -rf "$out/src" "$out/obj"
 echo "mpy32: built $out/micropython (32-bit, ESP32 heap shape) from $(basename "$src")"

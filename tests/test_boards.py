@@ -23,6 +23,16 @@ def test_shipped_boards_are_valid_and_include_the_required_ones():
     assert len(names) >= 4  # plus at least one compact board
 
 
+def test_heap_budgets_are_the_ports():
+    """96 KB on the plain ESP32 (its port starts with 56 KB and doubles once), 112 KB on the
+    C3 and S3 (64 KB doubled), 16 KB left for Wi-Fi and TLS each time."""
+    for name, budget in (("esp32-devkitc", 96), ("lolin-d1-mini32", 96),
+                         ("esp32-c3-devkitm", 112), ("xiao-esp32c3", 112),
+                         ("esp32-s3-devkitc", 112)):
+        heap = boards.load_board(name)["gc_heap"]
+        assert heap["budget_kb"] == budget and heap["first_area_kb"] == (56 if budget == 96 else 64)
+
+
 def test_firmware_keys_are_present_in_every_board():
     # platform.py reads exactly these at boot
     for name in boards.list_boards():
@@ -63,6 +73,9 @@ def _break(folder, change, name="esp32-devkitc"):
     (lambda b: b.update(led={"pin": 21, "active_low": False}), "led.pin"),  # clashes with SDA
     (lambda b: b.update(name="other"), "name"),
     (lambda b: b.update(colour="blue"), "colour"),
+    (lambda b: b.pop("gc_heap"), "gc_heap"),
+    (lambda b: b["gc_heap"].update(first_area_kb=64), "gc_heap.first_area_kb"),  # an S3's
+    (lambda b: b["gc_heap"].update(budget_kb=112), "gc_heap.budget_kb"),  # beyond the ESP32's
 ])
 def test_broken_copy_fails_with_the_key_named(folder, change, key):
     _break(folder, change)
@@ -80,6 +93,7 @@ def test_boards_verb_lists_and_checks(folder, capsys):
     assert main(["boards"]) == 0
     out = capsys.readouterr().out
     assert "esp32-s3-devkitc" in out and "ESP32_GENERIC_S3" in out and "0x1000" in out
+    assert "96 KB" in out and "112 KB" in out
     assert main(["boards", "--check"]) == 0
     _break(folder, lambda b: b.update(flash_offset=0x2000))
     assert main(["boards", "--check", "--dir", str(folder)]) == 1

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vclock
-from laterne import backoff, config, flags, timebase
+from laterne import backoff, config, configschema, flags, timebase
 
 FAST = settings(max_examples=120, deadline=None)
 
@@ -117,7 +117,7 @@ def test_generated_invalid_configs_name_the_key(cfg, bad, data):
 @FAST
 @given(valid_configs(), st.text(min_size=1, max_size=12).filter(lambda k: "." not in k))
 def test_unknown_keys_rejected(cfg, key):
-    if key in dict(config.SCHEMA):
+    if key in dict(configschema.SCHEMA):
         return
     cfg[key] = 1
     assert "%s: unknown key" % key in config.validate(cfg)[1]
@@ -158,6 +158,29 @@ def test_remote_patch_of_allowlisted_keys_applies(cfg, keys, data):
         parent, _, leaf = k.rpartition(".")
         assert (new[parent] if parent else new)[leaf] == v
     assert new["wifi"] == norm["wifi"] and new["broker"] == norm["broker"]
+
+
+ANY_VALUE = st.one_of(st.integers(-5000, 100000), st.booleans(), st.none(), st.floats(0, 100),
+                     st.text(max_size=12), st.sampled_from(["always_on", "deep_sleep", "nap"]))
+
+
+@FAST
+@given(valid_configs(), st.dictionaries(st.sampled_from(sorted(REMOTE_VALUES)), ANY_VALUE,
+                                        min_size=1))
+def test_remote_patch_is_judged_as_the_whole_schema_would(cfg, patch):
+    """config/set checks only the patched keys (without loading the schema): it must accept
+    exactly what validating the whole patched config accepts, with the same result."""
+    norm = config.validate(cfg)[0]
+    new, errors = config.apply_remote(norm, patch)
+    whole = config.copy(norm)
+    for k, v in patch.items():
+        parent, _, leaf = k.rpartition(".")
+        (whole[parent] if parent else whole)[leaf] = v
+    full, full_errors = config.validate(whole)
+    assert bool(errors) == bool(full_errors), (patch, errors, full_errors)
+    assert sorted(errors) == sorted(full_errors)
+    if not errors:
+        assert new == full
 
 
 @FAST

@@ -85,7 +85,7 @@ def test_sim_nodes_are_built_by_the_same_builder(monkeypatch):
     monkeypatch.setattr(inventory, "build_config",
                         lambda *a, **k: calls.append(a) or real(*a, **k))
     opts = {"ca": None, "prefix": "laterne", "sample_interval": 60, "upload_interval": 300,
-            "ntp": True, "deep_sleep": False}
+            "ntp": True, "deep_sleep": False, "board_name": "esp32-devkitc"}
     cfg, errors = config.validate(sim.node_config("lamp-004", "127.0.0.1", 1883, 12345, opts))
     assert len(calls) == 1 and errors == []
     assert cfg["node_id"] == "lamp-004" and cfg["wifi"][0]["ssid"] == sim.SIM_AP["ssid"]

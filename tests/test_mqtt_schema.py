@@ -9,6 +9,7 @@ import pytest
 import vclock
 from host_tools.ingest import service
 from laterne import flags, payload, timebase
+from batch_json import readings_json
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "mqtt.schema.json").read_text())
 
@@ -54,12 +55,12 @@ def ota_messages(root):
 
 def real_messages(tmp_path):
     offer, get, downloading = ota_messages(str(tmp_path) + "/")
-    rows = [(1, 1700000000, 4, 0, 2150, 101325, 4512),
-            (2, 100, 4, flags.TIME_RELATIVE, 2151, 0, 0),
-            (3, 50, 3, flags.TIME_RELATIVE | flags.P_SKIPPED | flags.H_SKIPPED, -3999, 0, 0)]
+    rows = [(1, 1700000000, 2150, 101325, 4512, 0, 4),
+            (2, 100, 2151, 0, 0, flags.TIME_RELATIVE, 4),
+            (3, 50, -3999, 0, 0, flags.TIME_RELATIVE | flags.P_SKIPPED | flags.H_SKIPPED, 3)]
     return {
-        "readings": json.loads(payload.readings_json("lamp-001", rows, state())),
-        "status": json.loads(payload.status_json("lamp-001", STATUS_FIELDS)),
+        "readings": json.loads(readings_json("lamp-001", rows, state())),
+        "status": json.loads(payload.status_json("lamp-001", dict(STATUS_FIELDS))),
         "will": json.loads(payload.will_json("lamp-001")),
         "config_result": json.loads(payload.config_result_json("lamp-001", "r1", True, [], ["batch_size"])),
         "config_set": {"id": "r1", "set": {"batch_size": 20, "sensor": {"iir": 4},

@@ -67,11 +67,11 @@ def wiring_rows():
     rows = {}
     for line in README.splitlines():
         m = re.match(r"\|\s*`([a-z0-9-]+)`\s*\|\s*(\w+)\s*\|\s*`(\w+)`\s*\|\s*GPIO(\d+)\s*\|"
-                     r"\s*GPIO(\d+)\s*\|", line)
+                     r"\s*GPIO(\d+)\s*\|\s*(\d+) KB\s*\|", line)
         if m:
-            name, chip, build, sda, scl = m.groups()
+            name, chip, build, sda, scl, heap = m.groups()
             rows[name] = {"chip": chip, "micropython_build": build, "sda": int(sda),
-                          "scl": int(scl)}
+                          "scl": int(scl), "heap_kb": int(heap)}
     return rows
 
 
@@ -81,7 +81,8 @@ def test_wiring_table_matches_every_board_file():
     assert sorted(rows) == sorted(files), "the wiring table must list exactly boards/*.json"
     for name, b in files.items():
         assert rows[name] == {"chip": b["chip"], "micropython_build": b["micropython_build"],
-                              "sda": b["i2c"]["sda"], "scl": b["i2c"]["scl"]}, name
+                              "sda": b["i2c"]["sda"], "scl": b["i2c"]["scl"],
+                              "heap_kb": b["gc_heap"]["budget_kb"]}, name
 
 
 def test_the_sensor_address_stated_holds_for_every_board():

@@ -8,15 +8,16 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from laterne.spool import RamRtc, Spool
+from laterne.spool import Spool
+from ramrtc import RamRtc
 
-READINGS = st.tuples(
+READINGS = st.tuples(              # the order laterne/reading.py defines
     st.integers(0, 2 ** 32 - 1),   # ts
-    st.integers(0, 65535),         # boot
-    st.integers(0, 0xFFFF),        # flags
     st.integers(-32768, 32767),    # t
     st.integers(0, 131071),        # p
     st.integers(0, 16383),         # h
+    st.integers(0, 0xFFFF),        # flags
+    st.integers(0, 65535),         # boot
 )
 GUARANTEED = 2 * 204  # capacity_bytes=0 still keeps two full sealed segments
 
@@ -69,7 +70,7 @@ class SpoolMachine(RuleBasedStateMachine):
     @rule(n=st.integers(150, 450), base=READINGS, one_by_one=st.booleans())
     def burst(self, n, base, one_by_one):
         """Days offline: many readings, towards and past the capacity."""
-        rs = [(base[0], base[1], base[2], base[3], (base[4] + i) % 131072, base[5])
+        rs = [(base[0], base[1], (base[2] + i) % 131072, base[3], base[4], base[5])
               for i in range(n)]
         if one_by_one:
             for r in rs:

@@ -9,6 +9,7 @@ COLUMNS = [("board", lambda b: b["name"]), ("chip", lambda b: b["chip"]),
            ("flash", lambda b: b["flash_size"]),
            ("sda/scl", lambda b: "%d/%d" % (b["i2c"]["sda"], b["i2c"]["scl"])),
            ("bme280", lambda b: "%#x" % b["bme280_address"]),
+           ("heap", lambda b: "%d KB" % b["gc_heap"]["budget_kb"]),
            ("led", lambda b: "-" if not b["led"] else "%d%s" % (
                b["led"]["pin"], " (low)" if b["led"]["active_low"] else ""))]
 

@@ -27,6 +27,18 @@ def add_arguments(p):
     p.add_argument("--keys", metavar="FILE",
                    help="fleet update key file (created when missing): each node gets its "
                         "own key, so `laterne ota push --keys FILE` can update it")
+    p.add_argument("--board", default="esp32-devkitc",
+                   help="board file the nodes run on (default esp32-devkitc)")
+    p.add_argument("--mpy32", action="store_true",
+                   help="run the nodes on the 32-bit MicroPython build (make mpy32) with the "
+                        "board's heap shape and budget")
+    p.add_argument("--heap", metavar="SIZE",
+                   help="the node's GC heap, e.g. 96k (default: the board's budget with "
+                        "--mpy32, else 256k); the virtual board's own share comes on top")
+    p.add_argument("--skip-idle", action="store_true",
+                   help="virtual time jumps over idle waits (a simulated week in minutes)")
+    p.add_argument("--virtual-duration", type=float, metavar="S",
+                   help="each node stops after S seconds of virtual time of its boot")
 
 
 def run(args):
@@ -53,11 +65,23 @@ def run(args):
                 ca = f.read()
         except OSError as e:
             raise UserError("cannot read --cafile: %s" % e)
+    from host_tools import paths
+    from host_tools.boards import load_board
+    board = load_board(args.board)
+    if args.mpy32:
+        try:
+            paths.micropython32_exe()
+        except FileNotFoundError as e:
+            raise UserError(str(e))
     try:
+        if args.heap is not None:
+            sim.parse_size(args.heap)
         sim.run_fleet(args.nodes, args.broker, args.state, args.sample_interval,
                       args.upload_interval, args.time_scale, args.preload,
                       args.exit_when_drained, args.duration, args.deep_sleep, args.prefix,
-                      ntp=not args.no_ntp, ca=ca, overrides=overrides, keys=args.keys)
+                      heap=args.heap, board=board, ntp=not args.no_ntp, ca=ca,
+                      overrides=overrides, keys=args.keys, mpy32=args.mpy32,
+                      skip_idle=args.skip_idle, stop_after_s=args.virtual_duration)
     except ConnectionRefusedError:
         raise UserError("no broker answers at %s" % args.broker,
                         "start one (mosquitto -p PORT) or check --broker")

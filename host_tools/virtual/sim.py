@@ -3,6 +3,8 @@
 # STATE/<node_id>/. The supervisor plays the world around them: it restarts a node that was
 # SIGKILLed (a power cut) after a short delay, wakes deep-sleeping nodes on time, and serves
 # the simulated world's time over SNTP, which runs `time_scale` times faster than the host.
+# With mpy32 the nodes run on the 32-bit build with the board's GC heap: the node's budget
+# plus what the virtual board itself holds there (measured once, see HeapWatch.board).
 import json
 import shutil
 import signal
@@ -67,11 +69,57 @@ class NtpServer(threading.Thread):
         self.sock.close()
 
 
-def install_firmware(dest):
+class Interpreter:
+    """The MicroPython a node runs on: the 64-bit unix port, or the 32-bit build with the
+    board's heap shape (first area, then further areas up to the budget)."""
+
+    def __init__(self, mpy32=False, board=None):
+        self.mpy32 = mpy32
+        self.exe = paths.micropython32_exe() if mpy32 else paths.micropython_exe()
+        heap = (board or {}).get("gc_heap") or {"first_area_kb": 56, "budget_kb": 96}
+        self.first_area = heap["first_area_kb"] * 1024
+        self.board_budget = heap["budget_kb"] * 1024
+        self.board_share = 0  # bytes the virtual board holds: given on top of the budget
+
+    def command(self, state_dir, budget):
+        runner = ["-m", "node_runner"] if self.mpy32 else [str(paths.VBOARD / "node_runner.py")]
+        return [self.exe, "-X", "heapsize=%d" % (budget + self.board_share)] + runner + [
+            str(state_dir)]
+
+    def env(self):
+        if self.mpy32:
+            return paths.micropython32_env(self.first_area + self.board_share)
+        return paths.micropython_env()
+
+    def measure_board(self, run_spec, scratch):
+        """What the virtual board and its runner hold before the firmware starts."""
+        scratch.mkdir(parents=True, exist_ok=True)
+        (scratch / "run.json").write_text(json.dumps(dict(run_spec, measure_board=True)))
+        subprocess.run(self.command(scratch, 1 << 20), env=self.env(), check=True,
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        self.board_share = int((scratch / "board_heap").read_text())
+        shutil.rmtree(scratch, ignore_errors=True)
+        return self.board_share
+
+
+def parse_size(text):
+    """Bytes from "96k", "1M" or "98304"; ValueError for anything else."""
+    t = str(text).strip().lower()
+    mult = {"k": 1024, "m": 1024 * 1024}.get(t[-1:], 1)
+    try:
+        n = int(t[:-1] if mult > 1 else t) * mult
+    except ValueError:
+        raise ValueError("heap size %r: give bytes, or KB/MB like 96k or 1M" % text)
+    if n < 16 * 1024:
+        raise ValueError("heap size %r: at least 16k" % text)
+    return n
+
+
+def install_firmware(dest, exe=None):
     """The firmware as a deploy would put it on a node (lib precompiled to .mpy for the unix
     port), so a virtual node's heap carries what a real node's does, not the compiler's."""
     from host_tools.usb import deploy
-    out = subprocess.run([paths.micropython_exe(), "-c",
+    out = subprocess.run([exe or paths.micropython_exe(), "-c",
                           "import sys; print(sys.implementation._mpy)"],
                          capture_output=True, text=True, check=True).stdout
     files = deploy.build(paths.FIRMWARE, {"mpy": int(out)})
@@ -113,7 +161,7 @@ def node_config(node_id, broker_host, broker_port, ntp_port, opts):
         "backoff_min_s": 2, "backoff_max_s": 120,
     }
     row = {"node_id": node_id, "lamp_post": "sim-" + node_id[-3:], "lat": 52.52, "lon": 13.405,
-           "board": "esp32-devkitc", "notes": "virtual"}
+           "board": opts["board_name"], "notes": "virtual"}
     secrets = {"LATERNE_WIFI_SSID": SIM_AP["ssid"], "LATERNE_WIFI_PASSWORD": SIM_AP["password"]}
     return inventory.build_config(site, node_id, row["board"], row, secrets)
 
@@ -129,6 +177,7 @@ class VirtualNode:
         self.restart_at = None
         self.cause = "power_on"
         self.restarts = 0
+        self.finished = False
         self.log = None
 
     def prepare(self, config, board, ota_key=None):
@@ -149,6 +198,7 @@ class VirtualNode:
                        "interval_s": self.opts["sample_interval"], "seed": self.index}
         self.run_spec = {
             "firmware": str(self.opts["firmware"]), "scale": self.opts["time_scale"],
+            "skip_idle": self.opts["skip_idle"], "stop_after_s": self.opts["stop_after_s"],
             "uid": "240ac4%06x" % self.index, "seed": self.index, "aps": [SIM_AP],
             "flash_blocks": FLASH_BLOCKS, "epoch_unix": self.world.epoch_unix,
             "epoch_host_ns": self.world.epoch_host_ns, "preload": preload,
@@ -156,13 +206,22 @@ class VirtualNode:
         }
 
     def start(self):
+        interp = self.opts["interpreter"]
+        key = self.dir / "ota.key"
+        wanted = (self.dir / "config.json").read_text() + (key.read_text() if key.exists() else "")
+        marker = self.dir / "configured"
+        preload = self.run_spec["preload"] and not (self.dir / "preloaded").exists()
+        if preload or not marker.exists() or marker.read_text() != wanted:  # over "USB"
+            (self.dir / "run.json").write_text(json.dumps(dict(self.run_spec, configure=True)))
+            subprocess.run(interp.command(self.dir, 1 << 20), env=interp.env(), check=True,
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+            marker.write_text(wanted)
         self.run_spec["cause"] = self.cause
         (self.dir / "run.json").write_text(json.dumps(self.run_spec))
         self.log = open(self.dir / "console.log", "ab")
         self.proc = subprocess.Popen(
-            [paths.micropython_exe(), "-X", "heapsize=%s" % self.opts["heap"],
-             str(paths.VBOARD / "node_runner.py"), str(self.dir)],
-            env=paths.micropython_env(), stdin=subprocess.DEVNULL, stdout=self.log,
+            interp.command(self.dir, self.opts["heap"]), env=interp.env(),
+            stdin=subprocess.DEVNULL, stdout=self.log,
             stderr=subprocess.STDOUT, start_new_session=True)  # Ctrl-C reaches us, not them
         (self.dir / "pid").write_text("%d\n" % self.proc.pid)
         self.restart_at = None
@@ -175,6 +234,9 @@ class VirtualNode:
                 return
             self.proc = None
             self.log.close()
+            if code == 0:  # its run is over (or main.py returned): a chip would sit at the REPL
+                self.finished = True
+                return
             self.restarts += 1
             if code == 4:  # deep sleep: the RTC timer wakes it
                 sleep_ms = int((self.dir / "sleep_ms").read_text() or 1000)
@@ -237,23 +299,32 @@ def parse_broker(url):
 
 def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, time_scale=1.0,
               preload=0, exit_when_drained=False, duration=None, deep_sleep=False,
-              prefix="laterne", heap="256k", board=None, ntp=True, ca=None, overrides=None,
-              keys=None, log=print):
+              prefix="laterne", heap=None, board=None, ntp=True, ca=None, overrides=None,
+              keys=None, mpy32=False, skip_idle=False, stop_after_s=None, log=print):
+    """heap: the node's GC heap budget (bytes or "96k"); None: the board file's budget on the
+    32-bit build, 256k on the 64-bit port. keys: the fleet's update key file (created when
+    missing; each node gets its own key). skip_idle: virtual time jumps over idle waits
+    (time_scale then only paces the world's NTP time). stop_after_s: each node stops after
+    that much virtual time of a boot."""
     host, port, tls = parse_broker(broker)
     if tls and ca is None:
         raise ValueError("an mqtts:// broker needs the CA certificate that signed it (--cafile)")
+    if board is None:
+        board = json.loads((paths.BOARDS / "esp32-devkitc.json").read_text())
+    interp = Interpreter(mpy32, board)
+    budget = parse_size(heap) if heap is not None else (
+        interp.board_budget if mpy32 else 256 * 1024)
     state = Path(state)
     state.mkdir(parents=True, exist_ok=True)
-    world = World(time_scale)
+    world = World(1 if skip_idle else time_scale)
     ntp_server = NtpServer(world)
     ntp_server.start()
     opts = {"sample_interval": sample_interval, "upload_interval": upload_interval,
             "time_scale": time_scale, "preload": preload, "deep_sleep": deep_sleep,
-            "prefix": prefix, "heap": heap, "ntp": ntp, "ca": ca if tls else None,
-            "overrides": overrides}
-    if board is None:
-        board = json.loads((paths.BOARDS / "esp32-devkitc.json").read_text())
-    opts["firmware"] = install_firmware(state / ".firmware")
+            "prefix": prefix, "heap": budget, "ntp": ntp, "ca": ca if tls else None,
+            "overrides": overrides, "interpreter": interp, "skip_idle": skip_idle,
+            "stop_after_s": stop_after_s, "board_name": board["name"]}
+    opts["firmware"] = install_firmware(state / ".firmware", interp.exe)
     fleet = [VirtualNode(i + 1, state, world, opts) for i in range(nodes)]
     master = None
     if keys is not None:
@@ -271,13 +342,21 @@ def run_fleet(nodes, broker, state, sample_interval=60, upload_interval=300, tim
         for n in fleet:
             n.prepare(node_config(n.node_id, host, port, ntp_server.port, opts), board,
                       ota_keys.node_key(master, n.node_id).hex() if master else None)
+        interp.measure_board(fleet[0].run_spec, state / ".measure")
+        for n in fleet:
+            n.run_spec["board_share"] = interp.board_share
             n.start()
-        log("sim: %d nodes in %s, broker %s:%d, time x%g" % (nodes, state, host, port, time_scale))
+        log("sim: %d nodes in %s, broker %s:%d, %s, %s heap %d KB (+%d KB virtual board)" % (
+            nodes, state, host, port, "idle time skipped" if skip_idle else "time x%g" % time_scale,
+            "32-bit" if mpy32 else "64-bit", budget // 1024, interp.board_share // 1024))
         while not stopping:
             now = time.monotonic()
             for n in fleet:
                 n.check(now)
             if duration is not None and now - started >= duration:
+                break
+            if all(n.finished for n in fleet):
+                log("sim: every node ended its run")
                 break
             if watch is not None and watch.done():
                 log("sim: every node drained its spool")

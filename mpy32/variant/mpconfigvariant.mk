@@ -1,6 +1,6 @@
 # Laterne's 32-bit unix variant (see mpconfigvariant.h). The vendored source subset has no
-# git submodules, so everything that needs one is off.
-FROZEN_MANIFEST =
+# git submodules, so everything that needs one is off. Frozen: the virtual board (../manifest.py).
+FROZEN_MANIFEST = $(VARIANT_DIR)/../manifest.py
 MICROPY_FORCE_32BIT = 1
 MICROPY_PY_FFI = 0
 MICROPY_PY_BTREE = 0

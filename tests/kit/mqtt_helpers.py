@@ -10,9 +10,10 @@ import paho.mqtt.client as paho
 
 class Proxy:
     """Forwards 127.0.0.1:port to target_port; black_hole() makes every link silent while
-    the sockets stay open, like a dead router, and restore() ends that. With `marker`, the link
-    goes silent by itself when the client sends bytes containing it (those bytes are
-    swallowed). `bytes` counts what was forwarded both ways."""
+    the sockets stay open, like a dead router, cut() closes every link and refuses new ones,
+    like a broker that went down (without losing what it already acknowledged), and restore()
+    ends either. With `marker`, the link goes silent by itself when the client sends bytes
+    containing it (those bytes are swallowed). `bytes` counts what was forwarded both ways."""
 
     def __init__(self, target_port, marker=None):
         self.target_port = target_port
@@ -23,6 +24,7 @@ class Proxy:
         self.srv.listen(8)
         self.port = self.srv.getsockname()[1]
         self.holed = threading.Event()
+        self.refusing = threading.Event()
         self.socks = []
         self.bytes = 0
         threading.Thread(target=self._accept, daemon=True).start()
@@ -30,8 +32,17 @@ class Proxy:
     def black_hole(self):
         self.holed.set()
 
+    def cut(self):
+        self.refusing.set()
+        for sock in self.socks:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
     def restore(self):
         self.holed.clear()
+        self.refusing.clear()
 
     def _accept(self):
         while True:
@@ -39,6 +50,9 @@ class Proxy:
                 a, _ = self.srv.accept()
             except OSError:
                 return
+            if self.refusing.is_set():
+                a.close()
+                continue
             try:
                 b = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:

@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent.parent
 SECRETS = {"LATERNE_WIFI_SSID": "depot-net", "LATERNE_WIFI_PASSWORD": "wifi-Secret-8311",
            "LATERNE_MQTT_USERNAME": "lamp-user", "LATERNE_MQTT_PASSWORD": "mqtt-Secret-4417"}
-# what must never be shown (laterne.config.SECRET_KEYS); the SSID is not a secret
+# what must never be shown (laterne.configschema.SECRET_KEYS); the SSID is not a secret
 SECRET_VALUES = ("wifi-Secret-8311", "lamp-user", "mqtt-Secret-4417")
 SITE = {"broker": {"host": "127.0.0.1", "port": 1883}, "topic_prefix": "laterne",
         "ntp_servers": ["pool.ntp.org"], "sample_interval_s": 60, "upload_interval_s": 300}

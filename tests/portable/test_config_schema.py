@@ -2,10 +2,11 @@
 # load/save protocol (config.json, config.new, config.bak) on a real directory.
 import json
 import os
+import sys
 
 from check import cleanup, raises, tmpdir
 
-from laterne import config
+from laterne import config, configschema
 
 
 def good():
@@ -26,7 +27,7 @@ def test_valid_config_gets_defaults():
     assert cfg["sensor"] == {"address": None, "model": "bme280", "osrs_t": 1, "osrs_p": 1,
                              "osrs_h": 1, "iir": 0, "temp_offset_centi": 0}
     assert cfg["broker"]["keepalive_s"] == 60 and cfg["static_ip"] is None
-    assert config.DEFAULTS["sample_interval_s"] == 60
+    assert configschema.defaults()["sample_interval_s"] == 60
 
 
 def test_each_bad_value_is_named():
@@ -111,6 +112,23 @@ def test_apply_remote_rejects_and_changes_nothing():
     assert "wifi" not in config.REMOTE_KEYS and "broker.host" not in config.REMOTE_KEYS
 
 
+def test_config_set_never_loads_the_schema_and_the_node_lets_it_go():
+    """The schema (about 15 KB on the node's heap) is loaded for a whole-config check only;
+    a remote change is checked with config.REMOTE alone."""
+    cfg = config.validate(good())[0]
+    name = "laterne.configschema"
+    if sys.implementation.name == "micropython":
+        assert name not in sys.modules
+    held = sys.modules.pop(name, None)
+    try:
+        new, errors = config.apply_remote(cfg, {"batch_size": 20, "sensor": {"iir": 4}})
+        assert errors == [] and new["batch_size"] == 20
+        assert name not in sys.modules
+    finally:
+        if held is not None:
+            sys.modules[name] = held
+
+
 def test_save_then_load_and_backup_fallback():
     root = tmpdir()
     try:
@@ -119,7 +137,7 @@ def test_save_then_load_and_backup_fallback():
         cfg, source, errors = config.load(root)
         assert (cfg, source, errors) == (saved, "config", [])
         names = sorted(os.listdir(root))
-        assert names == ["config.bak", "config.json"], names
+        assert names == ["config.bak", "config.json", "config.ok"], names
         with open(root + "config.json", "w") as f:
             f.write('{"node_id": "broken"')
         cfg, source, errors = config.load(root)
@@ -135,6 +153,62 @@ def test_save_then_load_and_backup_fallback():
         assert cfg is None and source is None and len(errors) == 2
         raises(ValueError, config.save, root, {"node_id": "x"})
     finally:
+        cleanup(root)
+
+
+def _counting_validate(calls):
+    real = config.validate
+
+    def counting(cfg):
+        calls.append(1)
+        return real(cfg)
+    return real, counting
+
+
+def test_a_boot_takes_the_config_it_checked_before_without_the_schema():
+    """config.ok vouches for the config.json text that passed this firmware's schema: the
+    next boot takes it as it is. A changed file, or another firmware, is checked again."""
+    root = tmpdir()
+    calls = []
+    real, config.validate = _counting_validate(calls)
+    try:
+        saved = config.save(root, good())
+        calls.clear()
+        assert config.load(root) == (saved, "config", []) and calls == []
+        text = json.dumps(saved)
+        changed = dict(saved, sample_interval_s=120)
+        with open(root + "config.json", "w") as f:  # written by hand (or by a host)
+            f.write(json.dumps(changed))
+        assert config.load(root)[0]["sample_interval_s"] == 120 and calls == [1]
+        assert config.load(root)[0] == changed and calls == [1]  # vouched for now
+        version = config.VERSION
+        config.VERSION = version + "-next"
+        try:
+            assert config.load(root)[0] == changed and calls == [1, 1]
+        finally:
+            config.VERSION = version
+        with open(root + "config.json", "w") as f:
+            f.write(text[:-1])  # torn: the proof no longer matches, the backup is used
+        cfg, source, errors = config.load(root)
+        assert source == "backup" and cfg == changed and errors
+    finally:
+        config.validate = real
+        cleanup(root)
+
+
+def test_a_config_that_relies_on_defaults_is_checked_at_every_boot():
+    root = tmpdir()
+    calls = []
+    real, config.validate = _counting_validate(calls)
+    try:
+        with open(root + "config.json", "w") as f:
+            f.write(json.dumps(good()))  # what a person may write: defaults left out
+        for _ in range(2):
+            cfg, source, _ = config.load(root)
+            assert source == "config" and cfg["batch_size"] == 50
+        assert calls == [1, 1] and "config.ok" not in os.listdir(root)
+    finally:
+        config.validate = real
         cleanup(root)
 
 

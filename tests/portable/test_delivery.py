@@ -40,6 +40,13 @@ class FakeClient:
         self.unacked.append(self.pid)
         return self.pid
 
+    def message_buffer(self, topic, n):
+        self.buf = bytearray(n)
+        return self.buf, 0
+
+    def publish_buffered(self, topic, n, qos=0, retain=False):
+        return self.publish(topic, bytes(self.buf[:n]), qos, retain)
+
     def poll(self, timeout_ms=0):
         if self.silent:
             raise OSError("no PUBACK")

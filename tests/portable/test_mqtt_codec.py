@@ -4,10 +4,11 @@ from check import raises
 
 from laterne import mqtt
 from laterne.mqtt import Decoder, MQTTProtocolError
+from mqtt_peer import encode_publish, feed, pending
 
 
 def decode_all(data, max_packet=4096):
-    return list(Decoder(max_packet).feed(data))
+    return list(feed(Decoder(max_packet), data))
 
 
 def test_remaining_length_examples_from_spec_table():
@@ -47,27 +48,32 @@ def test_connect_rejects_password_without_user_and_bad_will():
 
 
 def test_publish_qos1_and_qos0_retain():
-    assert bytes(mqtt.encode_publish("a/b", b"hi", 1, False, 10)) == \
+    assert bytes(encode_publish("a/b", b"hi", 1, False, 10)) == \
         b"\x32\x09\x00\x03a/b\x00\x0ahi"
-    assert bytes(mqtt.encode_publish("a/b", "hi", 0, True)) == b"\x31\x07\x00\x03a/bhi"
+    assert bytes(encode_publish("a/b", "hi", 0, True)) == b"\x31\x07\x00\x03a/bhi"
 
 
-def test_publish_into_preallocated_buffer_and_long_payload():
+def test_publish_head_in_place_before_a_long_payload():
     payload = b"x" * 200
-    buf = bytearray(300)
-    n = mqtt.encode_publish_into(buf, b"t", payload, 1, False, 65535)
-    # remaining length 2 + 1 + 2 + 200 = 205 = 0xCD 0x01
-    assert bytes(buf[:6]) == b"\x32\xcd\x01\x00\x01t"
-    assert bytes(buf[6:8]) == b"\xff\xff"
-    assert n == 3 + 205
+    at = mqtt.PUBLISH_HEAD + 1
+    buf = bytearray(at + len(payload))
+    buf[at:] = payload
+    start = mqtt.put_publish_head(buf, at, b"t", len(payload), 1, False, 65535)
+    # remaining length 2 + 1 + 2 + 200 = 205 = 0xCD 0x01: a two-byte length, so the packet
+    # starts 2 bytes into the room kept for the longest (four-byte) one
+    assert start == 2
+    assert bytes(buf[start:start + 6]) == b"\x32\xcd\x01\x00\x01t"
+    assert bytes(buf[start + 6:start + 8]) == b"\xff\xff"
+    assert bytes(buf[start + 8:]) == payload and len(buf) - start == 3 + 205
+    raises(ValueError, mqtt.put_publish_head, buf, 5, b"t", 200, 1, False, 1)  # no room
 
 
 def test_publish_rejects_bad_ids_topics_qos():
-    raises(ValueError, mqtt.encode_publish, "t", b"", 1, False, 0)
-    raises(ValueError, mqtt.encode_publish, "t", b"", 1, False, 65536)
-    raises(ValueError, mqtt.encode_publish, "a/+", b"", 0)
-    raises(ValueError, mqtt.encode_publish, "", b"", 0)
-    raises(ValueError, mqtt.encode_publish, "t", b"", 3, False, 1)
+    raises(ValueError, encode_publish, "t", b"", 1, False, 0)
+    raises(ValueError, encode_publish, "t", b"", 1, False, 65536)
+    raises(ValueError, encode_publish, "a/+", b"", 0)
+    raises(ValueError, encode_publish, "", b"", 0)
+    raises(ValueError, encode_publish, "t", b"", 3, False, 1)
 
 
 def test_subscribe_puback_fixed_packets():
@@ -95,17 +101,17 @@ def test_decode_byte_by_byte_gives_same_packets():
     dec = Decoder(64)
     got = []
     for i in range(len(stream)):
-        got.extend(dec.feed(stream[i:i + 1]))
+        got.extend(feed(dec, stream[i:i + 1]))
     assert got == [(mqtt.CONNACK, False, 4), (mqtt.PUBLISH, "a/b", b"hey", 1, True, False, 0x1234)]
-    assert dec.pending() == 0
+    assert pending(dec) == 0
 
 
 def test_truncated_input_asks_for_more():
     dec = Decoder(64)
-    assert list(dec.feed(b"\x32\x0a\x00\x03a/")) == []
+    assert list(feed(dec, b"\x32\x0a\x00\x03a/")) == []
     assert dec.take() is None
-    assert list(dec.feed(b"b\x00\x05he")) == []
-    assert list(dec.feed(b"y")) == [(mqtt.PUBLISH, "a/b", b"hey", 1, False, False, 5)]
+    assert list(feed(dec, b"b\x00\x05he")) == []
+    assert list(feed(dec, b"y")) == [(mqtt.PUBLISH, "a/b", b"hey", 1, False, False, 5)]
 
 
 def test_space_advance_interface():
@@ -121,9 +127,9 @@ def test_buffer_reuse_over_many_packets():
     dec = Decoder(8)
     n = 0
     for i in range(1, 300):
-        for p in dec.feed(mqtt.encode_puback(i) + b"\xd0"):
+        for p in feed(dec, mqtt.encode_puback(i) + b"\xd0"):
             n += 1
-        for p in dec.feed(b"\x00"):
+        for p in feed(dec, b"\x00"):
             assert p == (mqtt.PINGRESP,)
     assert n == 299
 
@@ -165,7 +171,7 @@ def test_malformed_inputs_raise_protocol_error():
 def test_oversized_packet_refused_before_buffering():
     dec = Decoder(100)
     # a SUBACK whose header says 1000 bytes: refused as soon as the length is known
-    e = raises(MQTTProtocolError, list, dec.feed(b"\x90\xe8\x07"))
+    e = raises(MQTTProtocolError, list, feed(dec, b"\x90\xe8\x07"))
     assert "1000" in str(e)
     assert decode_all(b"\x30" + bytes([100]) + b"\x00\x01t" + b"x" * 97, 100)[0][2] == b"x" * 97
 
@@ -180,10 +186,10 @@ def test_oversized_publish_is_skipped_keeping_topic_and_packet_id():
         dec = Decoder(100)
         got = []
         for i in range(0, len(stream), chunk):
-            got += list(dec.feed(stream[i:i + chunk]))
+            got += list(feed(dec, stream[i:i + chunk]))
         assert got == [(mqtt.PUBLISH, "lamp/c/set", None, 1, True, False, 7),
                        (mqtt.PINGRESP,)], chunk
-        assert dec.pending() == 0 and dec.skip == 0
+        assert pending(dec) == 0 and dec.skip == 0
 
 
 def test_five_length_bytes_named_as_such():

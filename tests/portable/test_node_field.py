@@ -6,9 +6,10 @@ import machine
 import network
 import vclock
 import vsocket
-from laterne import mqtt, net, node, timebase
+from laterne import net, node, timebase
 from laterne.hw import platform
 
+import mqtt_peer
 import nodekit
 
 RC_NAMES = ("unacceptable protocol version", "identifier rejected", "server unavailable",
@@ -43,7 +44,7 @@ def test_every_connack_refusal_is_named_in_status_and_log():
 
 
 def test_oversized_retained_config_set_is_answered_and_skipped():
-    big = mqtt.encode_publish("laterne/lamp-t/config/set", b'{"set":{"x":"' + b"y" * 6000 + b'"}}',
+    big = mqtt_peer.encode_publish("laterne/lamp-t/config/set", b'{"set":{"x":"' + b"y" * 6000 + b'"}}',
                               1, True, 9)
     b = nodekit.ScriptedBroker(after_subscribe=big)
     try:

@@ -4,6 +4,7 @@ import json
 from check import raises
 
 import vclock
+from batch_json import readings_json
 from laterne import flags, payload, timebase
 
 
@@ -23,13 +24,13 @@ def test_topic():
 def test_readings_batch_fixes_time_and_nulls_skipped_channels():
     cs = synced_state(boot=5, boot_unix=1700000000, uptime_s=600)
     rows = [
-        (10, 1699990000, 4, 0, 2150, 101325, 4512),                      # absolute
-        (11, 120, 5, flags.TIME_RELATIVE, 2151, 101320, 4500),           # this boot: fixed
-        (12, 300, 4, flags.TIME_RELATIVE | flags.REINIT, 2152, 0, 0),    # other boot: null
-        (13, 1700000500, 5, flags.P_SKIPPED | flags.H_SKIPPED, 2153, 0, 0),
-        (14, 1700000560, 5, flags.T_SKIPPED, 0, 101300, 4400),
+        (10, 1699990000, 2150, 101325, 4512, 0, 4),                      # absolute
+        (11, 120, 2151, 101320, 4500, flags.TIME_RELATIVE, 5),           # this boot: fixed
+        (12, 300, 2152, 0, 0, flags.TIME_RELATIVE | flags.REINIT, 4),    # other boot: null
+        (13, 1700000500, 2153, 0, 0, flags.P_SKIPPED | flags.H_SKIPPED, 5),
+        (14, 1700000560, 0, 101300, 4400, flags.T_SKIPPED, 5),
     ]
-    doc = json.loads(payload.readings_json("lamp-001", rows, cs))
+    doc = json.loads(readings_json("lamp-001", rows, cs))
     assert doc["v"] == 1 and doc["node"] == "lamp-001"
     assert doc["cols"] == ["seq", "ts", "t", "p", "h", "flags"]
     assert doc["rows"] == [
@@ -43,9 +44,9 @@ def test_readings_batch_fixes_time_and_nulls_skipped_channels():
 
 def test_readings_empty_batch_and_size_of_a_full_batch():
     cs = synced_state(1, 1700000000, 10)
-    assert json.loads(payload.readings_json("n", [], cs))["rows"] == []
-    rows = [(100000 + i, 1700000000 + 60 * i, 1, 0, -1234, 101325, 10000) for i in range(50)]
-    text = payload.readings_json("lamp-001", rows, cs)
+    assert json.loads(readings_json("n", [], cs))["rows"] == []
+    rows = [(100000 + i, 1700000000 + 60 * i, -1234, 101325, 10000, 0, 1) for i in range(50)]
+    text = readings_json("lamp-001", rows, cs)
     assert len(json.loads(text)["rows"]) == 50
     assert len(text) < 3000  # one batch stays small on the node's heap
 

@@ -117,7 +117,7 @@ def test_save_node_writes_both_files_atomically_and_reads_them_back():
             backup = json.load(f)
     finally:
         cleanup(root)
-    assert names == ["board.json", "config.bak", "config.json"]  # no .new left behind
+    assert names == ["board.json", "config.bak", "config.json", "config.ok"]  # no .new left behind
     assert back["board"] == BOARD and back["source"] == "config" and back["errors"] == []
     assert back["config"] == on_flash == backup
     assert back["config"]["wifi"][0]["password"] == SECRET  # the board keeps the real one

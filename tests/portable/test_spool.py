@@ -4,9 +4,10 @@ import os
 import sys
 
 from check import raises
-from laterne import spoolrec
+from laterne import reading as rec
 from laterne.flags import IMPLAUSIBLE
-from laterne.spool import RamRtc, Spool
+from laterne.spool import Spool
+from ramrtc import RamRtc
 
 _MP = sys.implementation.name == "micropython"
 _current = []
@@ -34,7 +35,8 @@ def fresh_root():
 
 
 def reading(i):
-    return (1700000000 + 60 * i, 3, i & 0x1FF, -1250 + i, 95000 + i, 4000 + i % 6000)
+    """(ts, t, p, h, flags, boot), the order laterne/reading.py defines."""
+    return (1700000000 + 60 * i, -1250 + i, 95000 + i, 4000 + i % 6000, i & 0x1FF, 3)
 
 
 def expect(seq, i):
@@ -55,31 +57,31 @@ def rewrite(path, fn):
 
 # -- codec ------------------------------------------------------------------------------
 def test_crc16_is_ccitt_false():
-    assert spoolrec.crc16(b"123456789") == 0x29B1  # the published check value
+    assert rec.crc16(b"123456789") == 0x29B1  # the published check value
 
 
 def test_record_roundtrip_extremes():
     buf = bytearray(20)
-    for r in ((0, 0, 0, -32768, 0, 0), (0xFFFFFFFF, 65535, 0xFFFF & ~IMPLAUSIBLE, 32767,
-                                           131071, 16383)):
-        spoolrec.pack_into(buf, 0, 123456, r)
-        assert spoolrec.check(buf, 0) == 123456
-        assert spoolrec.unpack(buf, 0) == (123456,) + r
+    for r in ((0, -32768, 0, 0, 0, 0), (0xFFFFFFFF, 32767, 131071, 16383,
+                                         0xFFFF & ~IMPLAUSIBLE, 65535)):
+        rec.pack_into(buf, 0, 123456, r)
+        assert rec.check(buf, 0) == 123456
+        assert rec.unpack(buf, 0) == (123456,) + r
 
 
 def test_every_single_bit_flip_is_detected():
     buf = bytearray(20)
-    spoolrec.pack_into(buf, 0, 77, reading(5))
+    rec.pack_into(buf, 0, 77, reading(5))
     for bit in range(160):
         buf[bit // 8] ^= 1 << (bit % 8)
-        assert spoolrec.check(buf, 0) == -2, bit
+        assert rec.check(buf, 0) == -2, bit
         buf[bit // 8] ^= 1 << (bit % 8)
-    assert spoolrec.check(buf, 0) == 77
+    assert rec.check(buf, 0) == 77
 
 
 def test_erased_record_is_a_hole_not_corrupt():
-    assert spoolrec.check(b"\xff" * 20, 0) == -1
-    assert spoolrec.check(b"\x00" * 20, 0) == -2
+    assert rec.check(b"\xff" * 20, 0) == -1
+    assert rec.check(b"\x00" * 20, 0) == -2
 
 
 # -- queue semantics --------------------------------------------------------------------
@@ -158,11 +160,11 @@ def test_ack_tolerates_bad_input():
 
 def test_out_of_range_values_are_clamped_and_flagged_not_refused():
     sp = Spool(fresh_root())
-    sp.append((-5, 70000, 0, 99999, 500000, -3))
-    sp.append((1.7e9, 1, 0, 20.0, 101325, 5000))
+    sp.append((-5, 99999, 500000, -3, 0, 70000))
+    sp.append((1.7e9, 20.0, 101325, 5000, 0, 1))
     a, b = sp.peek(2)
-    assert a == (1, 0, 70000 & 0xFFFF, IMPLAUSIBLE, 32767, 131071, 0)
-    assert b == (2, 1700000000, 1, 0, 20, 101325, 5000)
+    assert a == (1, 0, 32767, 131071, 0, IMPLAUSIBLE, 70000 & 0xFFFF)
+    assert b == (2, 1700000000, 20, 101325, 5000, 0, 1)
 
 
 def test_malformed_reading_is_a_value_error():
@@ -227,6 +229,26 @@ def test_bit_flip_in_a_segment_skips_and_counts_that_record_only():
     assert sp.depth() == 299
     sp.peek(1000)
     assert sp.corrupt == 1  # counted once, not at every peek
+
+
+def test_damaged_newest_segment_is_repaired_from_the_chunk_ring_at_boot():
+    """The newest group's records are still in the chunk ring right after its seal: a boot
+    then rewrites the damaged segment under its own name (through a temporary file)."""
+    root = fresh_root()
+    sp = Spool(root)
+    for i in range(407):  # seqs 1..407: the group 204..407 was just sealed
+        sp.append(reading(i))
+    seg = root + "spool/" + seg_files(root)[1]
+    assert seg.endswith("s000000cc_204")
+
+    def flip(d):
+        d[20 * 10 + 7] ^= 0x10  # the record with seq 214
+        return d
+    rewrite(seg, flip)
+    sp = Spool(root)
+    assert sp.peek(1000) == [expect(s, s - 1) for s in range(1, 408)]
+    assert sp.corrupt == 0 and sp.depth() == 407
+    assert sorted(os.listdir(root + "spool")) == ["c", "r", "s00000000_203", "s000000cc_204"]
 
 
 def test_truncated_segment_keeps_the_readable_part():

@@ -25,7 +25,8 @@ if not MP:
         proc = subprocess.run(
             [micropython_exe(), "-X", "heapsize=16M", str(Path(__file__)), case]
             + [str(a) for a in args],
-            env=micropython_env(), capture_output=True, text=True, timeout=900)
+            env=micropython_env(Path(__file__).parent.parent / "kit"), capture_output=True,
+            text=True, timeout=900)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and ("OK " + case) in out, out[-4000:]
         return out
@@ -68,10 +69,12 @@ if MP:
 
     import blockdev
     import vfs
-    from laterne.spool import RamRtc, Spool
+    from laterne.spool import Spool
+    from ramrtc import RamRtc
 
 def reading(i):
-    return (1700000000 + 60 * i, 5, i & 0xFF, 1500 + i % 997, 90000 + i, i % 10001)
+    """(ts, t, p, h, flags, boot), the order laterne/reading.py defines."""
+    return (1700000000 + 60 * i, 1500 + i % 997, 90000 + i, i % 10001, i & 0xFF, 5)
 
 
 class Node:

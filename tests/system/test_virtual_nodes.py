@@ -319,7 +319,7 @@ def test_no_usable_config_keeps_sampling_offline(tmp_path, broker, collector):
     """A node whose only config is garbage never goes online, says why on its console, and
     keeps every reading; once configured, the backlog arrives."""
     (tmp_path / "state" / "lamp-001").mkdir(parents=True)
-    (tmp_path / "state" / "lamp-001" / "fault").write_text("corrupt-config\n")
+    (tmp_path / "state" / "lamp-001" / "fault").write_text("corrupt-config\ncorrupt-backup\n")
     fleet = run_fleet(tmp_path, broker.url)
     try:
         deadline = time.monotonic() + 12

@@ -8,7 +8,7 @@
 import struct
 
 from laterne import read_text, write_text
-from laterne.spoolrec import crc16
+from laterne.reading import crc16
 
 _MAGIC = 0x4C42  # "LB"
 _FMT = "<HHIIH"  # magic, crashes, window start (device seconds), safe until, crc

@@ -1,292 +1,84 @@
-# The node configuration: one schema for the firmware and the host tools. validate() checks
-# types, ranges and formats and fills defaults; errors are "key: reason" strings that never
-# contain a secret. Remote changes go through an allowlist. Storage is atomic: config.json
-# is replaced by rename, and config.bak keeps the last good copy.
+# The node configuration on flash: config.json replaced atomically by rename, config.bak the
+# last good copy, config.ok the proof that config.json passed the schema; and remote changes
+# (config/set): the allowlisted keys with the rule each must meet, a patch checked against
+# those rules alone. What a valid config is as a whole lives in laterne/configschema.py
+# (which takes these very rules for these keys: tests/test_config_properties.py shows both
+# judge every patch alike), a module too big to keep on the node's heap: validate(),
+# defaults() and redact() here load it for the call and let it go again on MicroPython (on
+# CPython it stays, as imports do). The node itself lets this module go after boot and
+# takes it again for a config/set (release()): its names stay interned from the boot, so
+# that costs no new qstrs late in a node's life.
+import hashlib
 import json
 import os
+import sys
 
-# Each field: (kind, default, rule). Kinds: "int", "num", "bool", "str", "enum", "obj" (rule
-# is a nested schema), "list" (rule = (item kind, item rule, min, max)). A default of
-# REQUIRED means the key must be given.
-REQUIRED = "<required>"
+from laterne import VERSION
 
-_NET = (("ssid", ("str", REQUIRED, (1, 32))), ("password", ("secret", "", (0, 63))))
-_STATIC = (("ip", ("ipv4", REQUIRED, None)), ("netmask", ("ipv4", REQUIRED, None)),
-           ("gateway", ("ipv4", REQUIRED, None)), ("dns", ("ipv4", REQUIRED, None)))
-_SITE = (("lamp_post", ("str?", None, (1, 64))), ("lat", ("num?", None, (-90, 90))),
-         ("lon", ("num?", None, (-180, 180))), ("notes", ("str?", None, (0, 200))))
-_BROKER = (
-    ("host", ("host", REQUIRED, None)),
-    ("port", ("int", 1883, (1, 65535))),
-    ("tls", ("bool", False, None)),
-    ("ca", ("pem?", None, None)),
-    ("username", ("secret?", None, (0, 128))),
-    ("password", ("secret?", None, (0, 128))),
-    ("keepalive_s", ("int", 60, (10, 3600))),
-)
+MAX_BYTES = 8192  # a config file larger than this is refused unread
+_OK = "config.ok"  # sha256 of this firmware's version and the config.json text it accepted
+
+
 _OVERSAMPLING = (0, 1, 2, 4, 8, 16)
-_SENSOR = (
-    ("address", ("enum", None, (None, 0x76, 0x77))),
-    ("model", ("enum", "bme280", ("bme280", "bmp280"))),
-    ("osrs_t", ("enum", 1, _OVERSAMPLING)),
-    ("osrs_p", ("enum", 1, _OVERSAMPLING)),
-    ("osrs_h", ("enum", 1, _OVERSAMPLING)),
-    ("iir", ("enum", 0, (0, 2, 4, 8, 16))),
-    ("temp_offset_centi", ("int", 0, (-1000, 1000))),
-)
-_SAFE = (("crashes", ("int", 3, (2, 50))), ("window_s", ("int", 600, (60, 86400))),
-         ("safe_s", ("int", 3600, (60, 604800))))
-
-SCHEMA = (
-    ("node_id", ("node_id", REQUIRED, None)),
-    ("board", ("str?", None, (1, 64))),
-    ("site", ("obj?", None, _SITE)),
-    ("wifi", ("list", REQUIRED, ("obj", _NET, 1, 4))),
-    ("static_ip", ("obj?", None, _STATIC)),
-    ("broker", ("obj", REQUIRED, _BROKER)),
-    ("topic_prefix", ("prefix", "laterne", None)),
+# (key, (kind, default, rule)) for every key config/set may change; see configschema.SCHEMA
+REMOTE = (
     ("sample_interval_s", ("int", 60, (10, 3600))),
     ("upload_interval_s", ("int", 300, (10, 86400))),
     ("status_interval_s", ("int", 900, (60, 86400))),
     ("batch_size", ("int", 50, (1, 200))),
-    ("ntp_servers", ("list", ["pool.ntp.org"], ("hostport", None, 0, 4))),
-    ("sensor", ("obj", {}, _SENSOR)),
     ("power_mode", ("enum", "always_on", ("always_on", "deep_sleep"))),
     ("delivery", ("enum", "broker", ("broker", "stored"))),
-    ("spool_bytes", ("int", 262144, (32768, 4194304))),
-    ("rtc_fast_path", ("bool", False, None)),
-    ("backoff_min_s", ("int", 2, (1, 3600))),
-    ("backoff_max_s", ("int", 600, (1, 86400))),
-    ("safe_mode", ("obj", {}, _SAFE)),
+    ("sensor.osrs_t", ("enum", 1, _OVERSAMPLING)),
+    ("sensor.osrs_p", ("enum", 1, _OVERSAMPLING)),
+    ("sensor.osrs_h", ("enum", 1, _OVERSAMPLING)),
+    ("sensor.iir", ("enum", 0, (0, 2, 4, 8, 16))),
+    ("sensor.temp_offset_centi", ("int", 0, (-1000, 1000))),
 )
-
-SECRET_KEYS = ("wifi[].password", "broker.username", "broker.password")
-REMOTE_KEYS = ("sample_interval_s", "upload_interval_s", "status_interval_s", "batch_size",
-               "sensor.temp_offset_centi", "sensor.osrs_t", "sensor.osrs_p", "sensor.osrs_h",
-               "sensor.iir", "power_mode", "delivery")
-MAX_BYTES = 8192  # a config file larger than this is refused unread
+REMOTE_KEYS = tuple(k for k, _ in REMOTE)
 
 
-def _is_int(v):
+def remote_rule(key):
+    """(kind, default, rule) of a remotely settable key; None for any other key."""
+    for k, r in REMOTE:
+        if k == key:
+            return r
+    return None
+
+
+def is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _hostname_ok(s):
-    if not 1 <= len(s) <= 253:
-        return False
-    for label in s.split("."):
-        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-":
-            return False
-        for c in label:
-            if not (c.isalpha() or c.isdigit() or c == "-") or ord(c) > 127:
-                return False
-    return True
-
-
-def _ipv4_ok(s):
-    parts = s.split(".")
-    if len(parts) != 4:
-        return False
-    for p in parts:
-        if not p or len(p) > 3 or not p.isdigit() or int(p) > 255 or (len(p) > 1 and p[0] == "0"):
-            return False
-    return True
-
-
-def _node_id_ok(s):
-    if not 1 <= len(s) <= 32:
-        return False
-    for i, c in enumerate(s):
-        if not (("a" <= c <= "z") or ("0" <= c <= "9") or (c == "-" and i > 0)):
-            return False
-    return True
-
-
-def _prefix_ok(s):
-    if not 1 <= len(s) <= 64 or s[0] == "/" or s[-1] == "/" or "//" in s:
-        return False
-    for c in s:
-        if c in "+#\x00" or ord(c) < 32:
-            return False
-    return True
-
-
-def _check(kind, v, rule, path, errors):
-    """Validate one value; return the normalized value (or None after recording an error)."""
-    if kind[-1] == "?":
-        if v is None:
-            return None
-        kind = kind[:-1]
+def check_value(kind, v, rule, path, errors):
+    """An "int" (rule: lo, hi) or "enum" (rule: the allowed values) value: the value, or
+    None after recording the reason in errors."""
     if kind == "int":
-        if not _is_int(v):
+        if not is_int(v):
             errors.append("%s: must be an integer" % path)
         elif not rule[0] <= v <= rule[1]:
             errors.append("%s: %d is outside %d..%d" % (path, v, rule[0], rule[1]))
         else:
             return v
-    elif kind == "num":
-        if not (_is_int(v) or isinstance(v, float)) or v != v:
-            errors.append("%s: must be a number" % path)
-        elif not rule[0] <= v <= rule[1]:
-            errors.append("%s: outside %s..%s" % (path, rule[0], rule[1]))
-        else:
+        return None
+    for ok in rule:
+        if v == ok and type(v) is type(ok):  # True is not 1
             return v
-    elif kind == "bool":
-        if isinstance(v, bool):
-            return v
-        errors.append("%s: must be true or false" % path)
-    elif kind == "enum":
-        for ok in rule:
-            if v == ok and type(v) is type(ok):  # True is not 1
-                return v
-        errors.append("%s: must be one of %s" % (path, ", ".join(
-            "null" if o is None else json.dumps(o) for o in rule)))
-    elif kind in ("str", "secret"):
-        if not isinstance(v, str):
-            errors.append("%s: must be a string" % path)
-        elif not rule[0] <= len(v) <= rule[1]:
-            # never echo the value: it may be a secret
-            errors.append("%s: length must be %d..%d characters" % (path, rule[0], rule[1]))
-        elif kind == "secret" and path.startswith("wifi") and 0 < len(v) < 8:
-            errors.append("%s: a WPA password has 8..63 characters (empty: open network)" % path)
-        else:
-            return v
-    elif kind == "node_id":
-        if isinstance(v, str) and _node_id_ok(v):
-            return v
-        errors.append("%s: must match [a-z0-9][a-z0-9-]{0,31}" % path)
-    elif kind == "host":
-        if isinstance(v, str) and (_ipv4_ok(v) or _hostname_ok(v)):
-            return v
-        errors.append("%s: must be a host name or IPv4 address" % path)
-    elif kind == "ipv4":
-        if isinstance(v, str) and _ipv4_ok(v):
-            return v
-        errors.append("%s: must be an IPv4 address like 192.168.1.20" % path)
-    elif kind == "hostport":
-        if isinstance(v, str):
-            i = v.find(":")
-            host, port = (v, None) if i < 0 else (v[:i], v[i + 1:])
-            if (_ipv4_ok(host) or _hostname_ok(host)) and (port is None or (
-                    port.isdigit() and port[0] != "0" and int(port) < 65536)):
-                return v
-        errors.append("%s: must be HOST or HOST:PORT" % path)
-    elif kind == "prefix":
-        if isinstance(v, str) and _prefix_ok(v):
-            return v
-        errors.append("%s: must be 1..64 characters without +, #, control characters, "
-                      "leading, trailing or double /" % path)
-    elif kind == "pem":
-        if isinstance(v, str) and 0 < len(v) <= 4096 and "-----BEGIN CERTIFICATE-----" in v \
-                and "-----END CERTIFICATE-----" in v:
-            return v
-        errors.append("%s: must be PEM text with a CERTIFICATE (at most 4096 characters)" % path)
-    elif kind == "obj":
-        return _check_obj(v, rule, path, errors)
-    elif kind == "list":
-        ikind, irule, lo, hi = rule
-        if not isinstance(v, list):
-            errors.append("%s: must be a list" % path)
-        elif not lo <= len(v) <= hi:
-            errors.append("%s: must have %d..%d entries" % (path, lo, hi))
-        else:
-            out = []
-            n = len(errors)
-            for i, item in enumerate(v):
-                out.append(_check(ikind, item, irule, "%s[%d]" % (path, i), errors))
-            if len(errors) == n:
-                return out
+    errors.append("%s: must be one of %s" % (path, ", ".join(
+        "null" if o is None else json.dumps(o) for o in rule)))
     return None
 
 
-def _copy(v):
+def copy(v):
+    """A deep copy of a config (dicts and lists; the rest is immutable)."""
     if isinstance(v, dict):
-        return {k: _copy(x) for k, x in v.items()}
+        return {k: copy(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_copy(x) for x in v]
+        return [copy(x) for x in v]
     return v
 
 
-def _check_obj(v, schema, path, errors):
-    if not isinstance(v, dict):
-        errors.append("%s: must be an object" % (path or "config"))
-        return None
-    known = [k for k, _ in schema]
-    for k in v:
-        if k not in known:
-            errors.append("%s: unknown key" % _join(path, k) if isinstance(k, str)
-                          else "%s: keys must be strings" % (path or "config"))
-    out = {}
-    for key, (kind, default, rule) in schema:
-        p = _join(path, key)
-        if key in v:
-            out[key] = _check(kind, v[key], rule, p, errors)
-        elif default is REQUIRED:
-            errors.append("%s: required" % p)
-        elif kind == "obj":
-            out[key] = _check_obj(_copy(default), rule, p, errors)
-        else:
-            out[key] = _copy(default)
-    return out
-
-
-def _join(path, key):
+def join(path, key):
     return "%s.%s" % (path, key) if path else key
-
-
-def _defaults_of(schema):
-    out = {}
-    for key, (kind, default, rule) in schema:
-        if default is REQUIRED:
-            out[key] = [] if kind == "list" else (_defaults_of(rule) if kind == "obj" else None)
-        elif kind == "obj":
-            out[key] = _defaults_of(rule)
-        else:
-            out[key] = _copy(default)
-    return out
-
-
-def defaults():
-    """A config with every default filled in; required keys are None (or [] for wifi)."""
-    return _defaults_of(SCHEMA)
-
-
-DEFAULTS = defaults()
-
-
-def validate(cfg):
-    """(normalized config with defaults filled in, []) or (partial config, ["key: reason"])."""
-    errors = []
-    out = _check_obj(cfg, SCHEMA, "", errors)
-    if out is None:
-        return None, errors
-    b = out.get("broker")
-    if isinstance(b, dict):
-        if b.get("tls") and b.get("ca") is None and "broker.ca" not in "".join(errors):
-            errors.append("broker.ca: required when broker.tls is true")
-        if b.get("password") is not None and b.get("username") is None and \
-                "broker.username" not in "".join(errors):
-            errors.append("broker.password: needs broker.username (MQTT 3.1.1)")
-    lo, hi = out.get("backoff_min_s"), out.get("backoff_max_s")
-    if _is_int(lo) and _is_int(hi) and hi < lo:
-        errors.append("backoff_max_s: must be at least backoff_min_s")
-    return out, errors
-
-
-def redact(cfg):
-    """A copy with every secret replaced by "***" (None stays None)."""
-    out = _copy(cfg)
-    if not isinstance(out, dict):
-        return out
-    for net in out.get("wifi") or ():
-        if isinstance(net, dict) and net.get("password") not in (None, ""):
-            net["password"] = "***"
-    b = out.get("broker")
-    if isinstance(b, dict):
-        for k in ("username", "password"):
-            if b.get(k) is not None:
-                b[k] = "***"
-    return out
 
 
 def _flatten(patch, prefix, out, errors):
@@ -294,7 +86,7 @@ def _flatten(patch, prefix, out, errors):
         if not isinstance(k, str):
             errors.append("%s: keys must be strings" % (prefix or "set"))
             continue
-        key = _join(prefix, k)
+        key = join(prefix, k)
         if isinstance(v, dict) and any(r.startswith(key + ".") for r in REMOTE_KEYS):
             _flatten(v, key, out, errors)
         else:
@@ -302,29 +94,70 @@ def _flatten(patch, prefix, out, errors):
 
 
 def apply_remote(cfg, patch):
-    """(new config, []) for an allowlisted, valid patch; else (cfg unchanged, reasons).
-    patch keys are nested ({"sensor": {"iir": 4}}) or dotted ({"sensor.iir": 4})."""
+    """(new config, []) for an allowlisted, valid patch to the valid cfg; else (cfg
+    unchanged, reasons). patch keys are nested ({"sensor": {"iir": 4}}) or dotted
+    ({"sensor.iir": 4}). Only the patched keys are checked: the rest was valid already."""
     errors = []
     if not isinstance(patch, dict) or not patch:
         return cfg, ["set: must be a non-empty object"]
     items = []
     _flatten(patch, "", items, errors)
     for key, _ in items:
-        if key not in REMOTE_KEYS:
+        if remote_rule(key) is None:
             errors.append("%s: not remotely settable" % key)
     if errors:
         return cfg, errors
-    new = _copy(cfg)
+    new = copy(cfg)
     for key, v in items:
+        kind, _, rule = remote_rule(key)
+        v = check_value(kind, v, rule, key, errors)
         i = key.find(".")
         if i < 0:
             new[key] = v
         else:
             new[key[:i]][key[i + 1:]] = v
-    new, errors = validate(new)
     if errors:
         return cfg, errors
     return new, []
+
+
+def _schema(name, *args):
+    """configschema.name(*args), the module loaded for this call only on MicroPython."""
+    from laterne import configschema
+    try:
+        return getattr(configschema, name)(*args)
+    finally:
+        if sys.implementation.name == "micropython":  # nothing else holds it
+            import laterne
+            del sys.modules["laterne.configschema"]
+            del laterne.configschema
+
+
+def release():
+    """Let this module go on MicroPython: a running node needs it only for a config/set,
+    which imports it again (with it loaded for good, the node would carry 3 KB more)."""
+    if sys.implementation.name == "micropython":
+        import laterne
+        sys.modules.pop("laterne.config", None)
+        try:
+            del laterne.config
+        except AttributeError:
+            pass
+
+
+def validate(cfg):
+    """(normalized config with defaults filled in, []) or (partial config, ["key: reason"])."""
+    return _schema("validate", cfg)
+
+
+def defaults():
+    """A config with every default filled in; required keys are None (or [] for wifi)."""
+    return _schema("defaults")
+
+
+def redact(cfg):
+    """A copy with every secret replaced by "***" (None stays None)."""
+    return _schema("redact", cfg)
 
 
 # -- storage -------------------------------------------------------------------------------
@@ -340,7 +173,31 @@ def _read_text(path):
         return f.read()
 
 
-def _read_valid(path):
+def _digest(text):
+    """What config.ok holds for a config.json text that passed the schema of this firmware."""
+    return hashlib.sha256((VERSION + "\n" + text).encode()).digest()
+
+
+def _vouched(root, text):
+    """text is the config.json that passed this firmware's schema last (config.ok says)."""
+    try:
+        with open(root + _OK, "rb") as f:
+            return f.read() == _digest(text)
+    except OSError:
+        return False
+
+
+def _vouch(root, text):
+    """Remember that text passed the schema: the next boot then takes it without loading
+    the schema (about 15 KB of heap, and room for the rest of the boot in it)."""
+    try:
+        with open(root + _OK, "wb") as f:
+            f.write(_digest(text))
+    except OSError:
+        pass  # the next boot checks the file with the schema again
+
+
+def _read_valid(path, root=None):
     try:
         text = _read_text(path)
     except ValueError as e:
@@ -353,6 +210,8 @@ def _read_valid(path):
         doc = json.loads(text)
     except ValueError:
         return None, text, "not valid JSON"
+    if root is not None and _vouched(root, text):
+        return doc, text, None
     cfg, errors = validate(doc)
     if errors:
         return None, text, "invalid: " + "; ".join(errors)
@@ -371,9 +230,13 @@ def _write_atomic(path, text):
 
 def load(root):
     """(cfg, source, errors): source "config", "backup" (config.json unusable, the last good
-    copy used) or None (nothing usable; cfg is None). A good config.json refreshes config.bak."""
-    cfg, text, why = _read_valid(root + "config.json")
+    copy used) or None (nothing usable; cfg is None). A good config.json refreshes config.bak.
+    config.json is checked with the schema unless it is the very text that passed this
+    firmware's schema last (config.ok): a boot of a configured node loads no schema."""
+    cfg, text, why = _read_valid(root + "config.json", root)
     if cfg is not None:
+        if _vouched(root, text):
+            return cfg, "config", []
         try:
             same = _read_text(root + "config.bak") == text
         except (OSError, ValueError, UnicodeError):
@@ -382,7 +245,9 @@ def load(root):
             try:
                 _write_atomic(root + "config.bak", text)
             except OSError:
-                pass  # the node runs on; the backup is refreshed on a later boot
+                return cfg, "config", []  # the backup (and config.ok) on a later boot
+        if json.loads(text) == cfg:  # complete as written (not relying on defaults)
+            _vouch(root, text)
         return cfg, "config", []
     errors = ["config.json: " + why]
     cfg, _, why_bak = _read_valid(root + "config.bak")
@@ -392,14 +257,17 @@ def load(root):
     return None, None, errors
 
 
-def save(root, cfg):
+def save(root, cfg, checked=False):
     """Validate and store cfg atomically: config.new is written and renamed over config.json,
     then config.bak is refreshed the same way. A power cut at any point leaves the old or the
-    new config in config.json and a complete copy in config.bak."""
-    cfg, errors = validate(cfg)
-    if errors:
-        raise ValueError("; ".join(errors))
+    new config in config.json and a complete copy in config.bak. checked: cfg is known valid
+    (what apply_remote returned), stored as it is without loading the schema."""
+    if not checked:
+        cfg, errors = validate(cfg)
+        if errors:
+            raise ValueError("; ".join(errors))
     text = json.dumps(cfg)
     _write_atomic(root + "config.json", text)
     _write_atomic(root + "config.bak", text)
+    _vouch(root, text)
     return cfg

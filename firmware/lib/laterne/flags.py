@@ -1,4 +1,5 @@
-# Reading flag bits: one definition for the driver, the spool, the payload and the docs.
+# Reading flag bits: one definition for the driver, the spool and the payload; their names on
+# the wire are in docs/mqtt.md.
 try:
     from micropython import const
 except ImportError:
@@ -17,9 +18,3 @@ SATURATED = const(0x100)      # humidity at 100 %RH (condensation, or a failing 
 
 # On the wire TIME_RELATIVE is published under this name: the time of the reading is unknown.
 TIME_UNKNOWN = TIME_RELATIVE
-
-NAMES = (
-    (T_SKIPPED, "t_skipped"), (P_SKIPPED, "p_skipped"), (H_SKIPPED, "h_skipped"),
-    (CLAMPED, "clamped"), (IMPLAUSIBLE, "implausible"), (REINIT, "reinit"),
-    (TIME_UNKNOWN, "time_unknown"), (TIME_FIXED, "time_fixed"), (SATURATED, "saturated"),
-)

@@ -1,28 +1,27 @@
 # MQTT 3.1.1 packet codec, no I/O: encoders for what a client sends and an incremental
 # decoder for what a broker sends. Bytes from the network are hostile until parsed: anything
 # malformed, oversized or unexpected raises MQTTProtocolError, never another exception.
+# A PUBLISH is built in place around a payload already in the packet buffer. What only a
+# broker sends (CONNACK, SUBACK, ...) is encoded by the tests' peer, tests/kit/mqtt_peer.py.
 try:
     from micropython import const
 except ImportError:
     def const(x):
         return x
 
-CONNECT = const(1)
+# Packet types: what a broker sends is public (the client and the tests match on it); what
+# only the client sends stays private (inlined, no name on the heap). QoS 2 is never used.
+_CONNECT = const(1)
 CONNACK = const(2)
 PUBLISH = const(3)
 PUBACK = const(4)
-PUBREC = const(5)
-PUBREL = const(6)
-PUBCOMP = const(7)
-SUBSCRIBE = const(8)
+_SUBSCRIBE = const(8)
 SUBACK = const(9)
-UNSUBSCRIBE = const(10)
 UNSUBACK = const(11)
-PINGREQ = const(12)
 PINGRESP = const(13)
-DISCONNECT = const(14)
 
-MAX_REMAINING = const(268435455)  # the largest value four length bytes can carry
+_MAX_REMAINING = const(268435455)  # the largest value four length bytes can carry
+PUBLISH_HEAD = const(9)  # fixed header (5 at most), topic length (2), packet id (2)
 
 PINGREQ_PACKET = b"\xc0\x00"
 PINGRESP_PACKET = b"\xd0\x00"
@@ -60,7 +59,7 @@ def remaining_length_size(n):
 
 def put_remaining_length(buf, i, n):
     """Write the variable-length remaining length at buf[i]; return the index after it."""
-    if n < 0 or n > MAX_REMAINING:
+    if n < 0 or n > _MAX_REMAINING:
         raise ValueError("remaining length out of range")
     while True:
         b = n & 0x7F
@@ -134,7 +133,7 @@ def encode_connect(client_id, keepalive_s, user=None, password=None, will=None,
         _check_str(pw, "password")
         flags |= 0x40
         body += 2 + len(pw)
-    buf, i = _frame(CONNECT << 4, body)
+    buf, i = _frame(_CONNECT << 4, body)
     i = _put_str(buf, i, b"MQTT")
     buf[i] = 4  # protocol level 3.1.1
     buf[i + 1] = flags
@@ -150,34 +149,25 @@ def encode_connect(client_id, keepalive_s, user=None, password=None, will=None,
     return buf
 
 
-def publish_size(topic, payload, qos):
-    body = 2 + len(topic) + (2 if qos else 0) + len(payload)
-    return 1 + remaining_length_size(body) + body
-
-
-def encode_publish_into(buf, topic, payload, qos=0, retain=False, pid=0, dup=False):
-    """Write a PUBLISH into buf (bytearray, at least publish_size() long); return its length.
-    topic and payload are bytes (the caller encodes once)."""
+def put_publish_head(buf, end, topic, n, qos=0, retain=False, pid=0):
+    """Write a PUBLISH's fixed header, topic (bytes) and packet id into buf so that they end
+    at `end`, where its n payload bytes already are; return the index the packet starts at.
+    PUBLISH_HEAD + len(topic) bytes before the payload always suffice."""
     _check_topic(topic)
     if qos not in (0, 1, 2):
         raise ValueError("qos must be 0, 1 or 2")
     if qos and not 0 < pid < 65536:
         raise ValueError("packet id must be 1..65535")
-    body = 2 + len(topic) + (2 if qos else 0) + len(payload)
-    buf[0] = (PUBLISH << 4) | (0x08 if dup and qos else 0) | (qos << 1) | (1 if retain else 0)
-    i = put_remaining_length(buf, 1, body)
+    var = 2 + len(topic) + (2 if qos else 0)
+    start = end - var - 1 - remaining_length_size(var + n)
+    if start < 0:
+        raise ValueError("no room before the payload for the PUBLISH header")
+    buf[start] = (PUBLISH << 4) | (qos << 1) | (1 if retain else 0)
+    i = put_remaining_length(buf, start + 1, var + n)
     i = _put_str(buf, i, topic)
     if qos:
-        i = _put_u16(buf, i, pid)
-    buf[i:i + len(payload)] = payload
-    return i + len(payload)
-
-
-def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
-    topic, payload = _utf8(topic), _bin(payload)
-    buf = bytearray(publish_size(topic, payload, qos))
-    encode_publish_into(buf, topic, payload, qos, retain, pid, dup)
-    return buf
+        _put_u16(buf, i, pid)
+    return start
 
 
 def encode_puback(pid):
@@ -190,35 +180,19 @@ def encode_subscribe(pid, topic, qos=1):
         raise ValueError("topic filter must be 1..65535 bytes")
     if qos not in (0, 1, 2) or not 0 < pid < 65536:
         raise ValueError("bad qos or packet id")
-    buf, i = _frame((SUBSCRIBE << 4) | 0x02, 2 + 2 + len(t) + 1)
+    buf, i = _frame((_SUBSCRIBE << 4) | 0x02, 2 + 2 + len(t) + 1)
     i = _put_u16(buf, i, pid)
     i = _put_str(buf, i, t)
     buf[i] = qos
     return buf
 
 
-# -- broker side encoders: used by tests and fake brokers, never by the node ---------------
-def encode_connack(session_present, rc):
-    return bytes((CONNACK << 4, 2, 1 if session_present else 0, rc))
-
-
-def encode_suback(pid, codes):
-    buf, i = _frame(SUBACK << 4, 2 + len(codes))
-    i = _put_u16(buf, i, pid)
-    buf[i:] = bytes(codes)
-    return buf
-
-
-def encode_unsuback(pid):
-    return bytes((UNSUBACK << 4, 2, pid >> 8, pid & 0xFF))
-
-
 # -- decoder ---------------------------------------------------------------------------------
 class Decoder:
     """Incremental decoder of broker-to-client packets.
 
-    Read into `space()` (a memoryview of free buffer) and call `advance(n)`, or `feed(data)`;
-    then call `take()` until it returns None (more bytes needed). Packets are tuples:
+    Read into `space()` (a memoryview of free buffer) and call `advance(n)`; then call
+    `take()` until it returns None (more bytes needed). Packets are tuples:
       (CONNACK, session_present, rc)      (PUBLISH, topic_str, payload_bytes, qos, retain, dup, pid)
       (PUBACK, pid)  (SUBACK, pid, codes_bytes)  (UNSUBACK, pid)  (PINGRESP,)
     A PUBLISH larger than max_packet comes out with payload None: its topic and packet id are
@@ -236,9 +210,6 @@ class Decoder:
     def reset(self):
         self.start = self.end = self.skip = 0
 
-    def pending(self):
-        return self.end - self.start
-
     def space(self):
         if self.start:
             n = self.end - self.start
@@ -250,21 +221,6 @@ class Decoder:
         if n < 0 or self.end + n > len(self.buf):
             raise ValueError("advance beyond buffer")
         self.end += n
-
-    def feed(self, data):
-        """Consume all of data; yield every packet it completes."""
-        i = 0
-        while i < len(data):
-            space = self.space()
-            k = min(len(space), len(data) - i)
-            space[0:k] = data[i:i + k]
-            self.end += k
-            i += k
-            while True:
-                p = self.take()
-                if p is None:
-                    break
-                yield p
 
     def _header(self, oversize_ok=False):
         """(body_start, remaining_length) once the fixed header is complete, else None."""

@@ -31,7 +31,7 @@ class MQTTConnectionError(MQTTError):
 class MQTTClient:
     def __init__(self, client_id, connect_fn, clock, keepalive_s=60, user=None, password=None,
                  will=None, clean_session=True, timeout_ms=10000, max_inflight=8,
-                 on_message=None, max_packet=4096):
+                 on_message=None, max_packet=3904, buffer_size=512):
         self.client_id = client_id
         self.connect_fn = connect_fn
         self.clock = clock
@@ -48,8 +48,10 @@ class MQTTClient:
         self.pid = 0                # last packet id handed out
         self._inflight = {}         # pid -> ticks_ms when sent
         self._acked = []
+        # 3904: an update offer (3800 bytes at most, laterne/otaoffer.py) and its topic, the
+        # largest packet the node takes; the buffer is on the heap for good
         self._dec = mqtt.Decoder(max_packet)
-        self._wbuf = bytearray(512)
+        self._wbuf = bytearray(buffer_size)  # sized up front: grown later it leaves a hole
         self._poller = None
         self._wpoller = None
         self._blocking = True
@@ -146,22 +148,37 @@ class MQTTClient:
 
     def publish(self, topic, payload, qos=0, retain=False):
         """Send one PUBLISH in one socket write; returns the packet id for QoS 1, else None."""
+        t = topic.encode() if isinstance(topic, str) else topic
+        m = payload.encode() if isinstance(payload, str) else payload
+        buf, at = self.message_buffer(t, len(m))
+        buf[at:at + len(m)] = m
+        return self.publish_buffered(t, len(m), qos, retain)
+
+    def message_buffer(self, topic, n):
+        """(buf, at): the packet buffer, grown to hold a PUBLISH of n payload bytes to topic
+        (bytes), and where its payload goes. Write the payload there, then publish_buffered():
+        a message is built in place, never copied (a readings batch is encoded right here)."""
+        at = mqtt.PUBLISH_HEAD + len(topic)
+        if self._wbuf is None or len(self._wbuf) < at + n:
+            self._wbuf = None  # the old buffer may go before the new one is made
+            self._wbuf = bytearray(at + n)
+        return self._wbuf, at
+
+    def publish_buffered(self, topic, n, qos=0, retain=False):
+        """Send the n payload bytes written at message_buffer(topic, ...) as one PUBLISH;
+        returns the packet id for QoS 1, else None."""
         if self.sock is None:
             raise MQTTConnectionError("not connected")
         if qos not in (0, 1):
             raise ValueError("qos must be 0 or 1")
         if qos and len(self._inflight) >= self.max_inflight:
             raise MQTTError("%d QoS 1 messages already in flight" % len(self._inflight))
-        t = topic.encode() if isinstance(topic, str) else topic
-        m = payload.encode() if isinstance(payload, str) else payload
         pid = self._next_pid() if qos else 0
-        size = mqtt.publish_size(t, m, qos)
-        if size > len(self._wbuf):
-            self._wbuf = bytearray(size + 256)
-        n = mqtt.encode_publish_into(self._wbuf, t, m, qos, retain, pid)
+        at = mqtt.PUBLISH_HEAD + len(topic)
+        start = mqtt.put_publish_head(self._wbuf, at, topic, n, qos, retain, pid)
         if qos:
             self._inflight[pid] = self.clock.ticks_ms()
-        self._send(memoryview(self._wbuf)[:n])
+        self._send(memoryview(self._wbuf)[start:at + n])
         return pid if qos else None
 
     def subscribe(self, topic, qos=1):

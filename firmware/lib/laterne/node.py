@@ -1,10 +1,11 @@
 # The node: samples on a wall-clock-aligned interval into the spool, uploads on its own
 # interval, reports health, takes remote configuration. Hardware arrives as `hw` (see
 # laterne/hw/platform.py); this module is pure logic and runs on the virtual board unchanged.
+import gc
 import os
 import sys
 
-from laterne import VERSION, config, payload, read_text, timebase, write_text
+from laterne import VERSION, payload, read_text, timebase, write_text
 from laterne.spool import Spool
 from laterne.uplink import Uplink
 
@@ -38,6 +39,7 @@ class Node:
         self.spool = Spool(root, cfg["spool_bytes"], rtc=hw.rtc_spool(),
                            rtc_loss_ok=cfg["rtc_fast_path"])
         self.errors = 0
+        self.memory_errors = 0  # steps that ran out of heap (the drain counts its own too)
         self.last_error = None
         self.sensor = None
         self._open_sensor()
@@ -64,6 +66,7 @@ class Node:
             "spool_first": oldest[0][0] if oldest else self.spool.next_seq,
             "corrupt": self.spool.corrupt, "sensor": s.state if s else "missing",
             "sensor_errors": s.errors if s else 0, "errors": self.errors,
+            "memory_errors": self.memory_errors + self.uplink.memory_errors,
             "last_error": self.last_error or self.uplink.last_error,
             "time_synced": tb.synced(), "synced_at": tb.synced_at,
             "clock": self.uplink.clock_source(),
@@ -108,7 +111,7 @@ class Node:
         except Exception as e:
             self.fail("sensor", e)
             return None
-        return self.spool.append((ts, self.boot, tflags | rflags, t, p, h))
+        return self.spool.append((ts, t, p, h, tflags | rflags, self.boot))
 
     def publish_status(self):
         fields = self.health()
@@ -164,11 +167,13 @@ class Node:
             if message is None:  # larger than the packet buffer: its payload was not read
                 raise ValueError("config/set: message exceeds %d bytes" % payload.CONFIG_SET_MAX)
             request_id, patch = payload.parse_config_set(message)
+            from laterne import config  # loaded for the change only, let go after it
             new_cfg, errors = config.apply_remote(self.cfg, patch)
             if not errors:
-                config.save(self.root, new_cfg)
+                config.save(self.root, new_cfg, checked=True)
                 self.cfg.update(new_cfg)
                 self.apply_config()
+            config.release()
             keys = sorted(patch) if not errors else []
         except Exception as e:
             errors, keys = [str(e)], []
@@ -201,7 +206,15 @@ class Node:
         return period - self.hw.time_unix_ms() % period
 
     def run(self):
-        """Always-on mode: never returns."""
+        """Always-on mode: never returns. Running out of heap anywhere in the loop is counted
+        and reported (status memory_errors); the loop then starts over and goes on."""
+        while True:
+            try:
+                self._run()
+            except MemoryError:
+                self.out_of_memory("loop")
+
+    def _run(self):
         clock = self.clock
         cfg = self.cfg
         tb = self.timebase
@@ -241,9 +254,22 @@ class Node:
     def guard(self, where, step, *args):
         try:
             return step(*args)
+        except MemoryError:
+            self.out_of_memory(where)
         except Exception as e:
             self.fail(where, e)
-            return None
+        return None
+
+    def out_of_memory(self, where):
+        """Short of heap is bad input, not a crash: count it; the message is made only
+        after a collection, and if even that fails the count alone tells."""
+        self.memory_errors += 1
+        gc.collect()
+        try:
+            self.last_error = where + ": MemoryError"
+            self.log(self.last_error)
+        except MemoryError:
+            self.last_error = "MemoryError"
 
     def run_once_deep_sleep(self):
         """Deep-sleep mode: one wake. Sample, upload when due, leave cleanly, sleep."""
@@ -262,6 +288,7 @@ class Node:
 
 def fallback_config(mac):
     """No usable config: measure into the spool with the defaults, radio off."""
+    from laterne import config
     cfg = config.defaults()
     cfg["node_id"] = "esp32-" + mac
     cfg["wifi"] = []

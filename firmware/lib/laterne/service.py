@@ -45,7 +45,7 @@ def facts(hw, root=""):
     except Exception as e:
         r["config_err"] = _err(e)
     if board:
-        _sensor(hw, cfg["sensor"] if cfg else config.DEFAULTS["sensor"], r)
+        _sensor(hw, cfg["sensor"] if cfg else config.defaults()["sensor"], r)
     try:
         node = sys.modules.get("laterne.node")  # imported only by a running node
         r["snapshot"] = node.snapshot() if node else None

@@ -7,12 +7,15 @@
 #                   file (one flash block); <base> is its first seq (8 hex digits), <n> the
 #                   number of readings in it
 #   a, b            state, written alternately: released-through seq, dropped count, reservation
+#   t               a damaged segment being rewritten under its own name (renamed over it)
 # A record's place is a function of its seq: slot seq%6, chunk (seq//6)%34, segment
 # seq//204*204, so recovery reads only the state, the directory, six slots and at most one
-# chunk and 34 chunks to finish an interrupted seal. Every record carries its seq and a CRC.
+# chunk and 34 chunks to finish an interrupted seal. Every record carries its seq and a CRC
+# (laterne/reading.py: the record and the reading's field order).
 import os
+import struct
 
-from laterne import spoolrec as rec
+from laterne import reading as rec
 
 try:
     from micropython import const
@@ -25,26 +28,42 @@ C = const(34)                 # chunks per segment
 S = const(204)                # records per segment
 _RS = const(20)               # record size
 _CHUNK = const(120)
-_SEG = const(4080)
 _BLOCK = const(4096)
 _OVERHEAD = const(49152)      # littlefs metadata of spool/, r/, c/ (measured: 11 blocks) + 1
 _RTC_MAGIC = const(0x4C52)
+_TMP = "t"                    # a segment being rewritten under its own name
+_STATE_SIZE = const(22)
 
 
-class RamRtc:
-    """RTC user memory stand-in (tests, simulations): kept until lose() (a power-on)."""
+class _Rows:
+    """A sink for Spool.read(): up to `room` records as reading tuples in `rows` (without a
+    list it only looks, as depth() does to find holes)."""
 
-    def __init__(self):
-        self.mem = b""
+    def __init__(self, room, rows=None):
+        self.room = room
+        self.rows = rows
 
-    def read(self):
-        return self.mem
+    def add(self, buf, off):
+        self.room -= 1
+        if self.rows is not None:
+            self.rows.append(rec.unpack(buf, off))
 
-    def write(self, data):
-        self.mem = bytes(data)
 
-    def lose(self):
-        self.mem = b""
+# The state (written alternately to two files): generation, released-through seq (acked or
+# dropped), dropped count, and two seq reservations that next_seq never goes below: one for
+# a bulk write in progress, one for the readings held in RTC memory. CRC-16 at the end.
+def _pack_state(gen, floor, dropped, reserve, rtc_reserve):
+    b = bytearray(_STATE_SIZE)
+    struct.pack_into("<IIIII", b, 0, gen, floor, dropped, reserve, rtc_reserve)
+    struct.pack_into("<H", b, 20, rec.crc16(b, 0, 20))
+    return b
+
+
+def _unpack_state(b):
+    """(gen, floor, dropped, reserve, rtc_reserve) or None if the bytes are not a state."""
+    if len(b) != _STATE_SIZE or rec.crc16(b, 0, 20) != b[20] | (b[21] << 8):
+        return None
+    return struct.unpack_from("<IIIII", b, 0)
 
 
 def _mkdir(path):
@@ -113,22 +132,23 @@ class Spool:
         self._reserve = 0       # next seq never goes below this (a bulk write was cut)
         self._rtc_reserve = 0   # nor below this when the RTC memory was lost
         self._fn = 1            # next seq on flash
-        self._segs = []         # [(base, n)] oldest first
+        self._segs = []         # sealed segments, oldest first: their bases ...
+        self._segn = []         # ... and counts (small ints: no heap objects, no holes)
         self._bad = []          # unacked seqs peek found unreadable though counted in depth()
         self._scan = 0          # highest seq peek has examined
         self._counted = False   # depth() has looked at the unsealed seqs this boot
         self._head = None       # (base, n, floor) that _head_n was counted for
         self._head_n = 0
-        self._slot_paths = ["%sr/%d" % (self.dir, i) for i in range(R)]
-        self._chunk_paths = ["%sc/%d" % (self.dir, i) for i in range(C)]
         self._rbuf = bytearray(_RS)
         self._cbuf = bytearray(_CHUNK)   # the current chunk: RAM mirror of the slots
         self._kbuf = bytearray(_CHUNK)   # scratch: a chunk or the slot ring read from flash
-        self._sbuf = bytearray(_SEG)     # a whole segment (sealing, counting): made once
+        self._obuf = bytearray(_CHUNK)   # scratch: a chunk's worth of a segment file
         self._rtc = rtc
         self._rtc_fast = rtc is not None and rtc_loss_ok
         self._rtc_batch = max(1, min(rtc_batch, 100))
-        self._rtc_img = bytearray(4 + self._rtc_batch * _RS)
+        # the RTC image: a header only, unless readings are held there (fast path on, or
+        # found at boot from an earlier config: see _load_rtc)
+        self._rtc_img = bytearray(4 + (self._rtc_batch * _RS if self._rtc_fast else 0))
         self._rtc_n = 0
         self._recover()
 
@@ -191,34 +211,40 @@ class Spool:
         self._rtc_store()
 
     def peek(self, max_n, after=None):
-        """Up to max_n unacknowledged readings (seq, ts, boot, flags, t, p, h), oldest first;
+        """Up to max_n unacknowledged readings (seq, ts, t, p, h, flags, boot), oldest first;
         with `after`, only those with a larger seq (batches already in flight are skipped)."""
+        rows = _Rows(max_n, [])
+        self.read(rows, after)
+        return rows.rows
+
+    def read(self, sink, after=None):
+        """peek() without a tuple per reading: each unacknowledged record, oldest first, goes
+        to sink.add(buf, off) (a reading.SIZE record at buf[off]) while sink.room > 0; add()
+        lowers room. Records are valid (CRC checked); buf is only good during the call."""
         if self._rtc_n:
             self.flush()
-        out = []
         s = self._floor + 1 if after is None else max(self._floor, after) + 1
         fn = self._fn
         seal_end = fn - fn % S
-        for base, _ in self._segs:
-            if len(out) >= max_n:
-                return out
+        for base in self._segs:
+            if sink.room <= 0:
+                return
             if base + S <= s:
                 continue
             s = max(s, base)
-            self._peek_segment(base, s, out, max_n)
+            self._peek_segment(base, s, sink)
             s = base + S
-        self._peek_unsealed(max(s, seal_end), out, max_n)
-        return out
+        self._peek_unsealed(max(s, seal_end), sink)
 
-    def _peek_unsealed(self, s, out, max_n):
+    def _peek_unsealed(self, s, sink):
         fn = self._fn
         chunk_end = fn - fn % R
-        while s < chunk_end and len(out) < max_n:
+        while s < chunk_end and sink.room > 0:
             cs = s - s % R
             n = _read_into(self._chunk(cs), self._kbuf)
-            s = self._take(self._kbuf, max(n, 0), cs, s, cs + R, out, max_n)
-        if s < fn and len(out) < max_n:
-            self._take(self._cbuf, _CHUNK, chunk_end, s, fn, out, max_n)
+            s = self._take(self._kbuf, max(n, 0), cs, s, cs + R, sink)
+        if s < fn and sink.room > 0:
+            self._take(self._cbuf, _CHUNK, chunk_end, s, fn, sink)
 
     def ack(self, up_to_seq):
         """Release every reading with seq <= up_to_seq (durable when it returns)."""
@@ -233,9 +259,8 @@ class Spool:
             return
         self._floor = up
         self._write_state()
-        while self._segs and self._segs[0][0] + S - 1 <= up:
-            base, n = self._segs.pop(0)
-            _remove(self.dir + _seg_name(base, n))
+        while self._segs and self._segs[0] + S - 1 <= up:
+            self._pop_segment()
         self._bad = [b for b in self._bad if b > up]
 
     def depth(self):
@@ -244,10 +269,11 @@ class Spool:
         fn = self._fn
         if not self._counted:  # once per boot: find the holes among the unsealed seqs
             self._counted = True
-            self._peek_unsealed(max(fl + 1, fn - fn % S), [], 1 << 30)
+            self._peek_unsealed(max(fl + 1, fn - fn % S), _Rows(S))
         d = 0
         exact_to = fl  # _bad entries up to here are already left out of the counts below
-        for base, n in self._segs:
+        for i in range(len(self._segs)):
+            base, n = self._segs[i], self._segn[i]
             if base > fl:
                 d += n  # the name counts the readings the segment was sealed with
             elif base + S - 1 > fl:
@@ -262,17 +288,31 @@ class Spool:
         """Valid readings above the floor in the partly acknowledged oldest segment."""
         key = (base, n, self._floor)
         if self._head != key:
-            self._head_n = self._live(base, n, self._sbuf)
+            self._head_n = self._live(base, n)
             self._head = key
         return self._head_n
 
-    def _live(self, base, n, buf):
-        """Valid readings above the floor in the segment file (read into buf)."""
-        got = _read_into(self.dir + _seg_name(base, n), buf)
+    def _live(self, base, n):
+        """Valid readings above the floor in the segment file (read a chunk's worth at a
+        time: a whole segment would be 4 KB of heap)."""
         live = 0
-        for i in range(max(got, 0) // _RS):
-            if rec.check(buf, i * _RS) > self._floor:
-                live += 1
+        try:
+            f = open(self.dir + _seg_name(base, n), "rb")
+        except OSError:
+            return 0
+        ob = self._obuf
+        try:
+            while True:
+                got = f.readinto(ob)
+                if not got:
+                    break
+                for i in range(got // _RS):
+                    if rec.check(ob, i * _RS) > self._floor:
+                        live += 1
+        except OSError:
+            pass  # unreadable from here on: what was read counts
+        finally:
+            f.close()
         return live
 
     def stats(self):
@@ -282,10 +322,10 @@ class Spool:
 
     # -- writing --------------------------------------------------------------------------
     def _slot(self, s):
-        return self._slot_paths[s % R]
+        return "%sr/%d" % (self.dir, s % R)  # made when needed: 40 paths kept cost 1.3 KB
 
     def _chunk(self, s):
-        return self._chunk_paths[(s // R) % C]
+        return "%sc/%d" % (self.dir, (s // R) % C)
 
     def _store1(self, reading):
         """One reading straight to flash (slot first), even on the RTC fast path."""
@@ -362,71 +402,102 @@ class Spool:
             self._seal(cs + R - S)
 
     def _seal(self, base):
-        """Write (or complete) the segment of base..base+S-1 from the chunk ring."""
+        """Write (or complete) the segment of base..base+S-1 from the chunk ring. The group
+        is merged a chunk at a time, twice: once to count it (its count names the file),
+        once to write it (a whole segment in RAM would be 4 KB of heap for good)."""
         if base + S - 1 <= self._floor:
             return  # all released already
-        buf = self._sbuf
-        rec.fill_holes(buf)
-        old = None
-        had = 0
-        for seg in self._segs:
-            if seg[0] == base:  # an earlier seal of this group was cut, or the file damaged
-                old = seg
-                _read_into(self.dir + _seg_name(seg[0], seg[1]), buf)
-                had = self._count(buf, base)
-        kb = self._kbuf
-        for k in range(C):
-            n = _read_into(self._chunk(base + k * R), kb)
-            for j in range(max(n, 0) // _RS):
-                pos = (k * R + j) * _RS
-                if rec.check(kb, j * _RS) == base + k * R + j and rec.check(buf, pos) < 0:
-                    buf[pos:pos + _RS] = kb[j * _RS:(j + 1) * _RS]
-        n = self._count(buf, base)
-        if n == 0 or (old is not None and had == n == old[1]):
+        old = self._seg_n(base)  # > 0: an earlier seal of this group was cut, or damaged
+        had, n = self._merge(base, old)
+        if n == 0 or (old and had == n == old):
             return
-        if old is None:  # make room first: the new segment must fit in the budget too
+        if not old:  # make room first: the new segment must fit in the budget too
             self._enforce_capacity(self.max_segments - 1)
-        _write(self.dir + _seg_name(base, n), buf)
-        if old is not None:
-            if old[1] != n:
-                _remove(self.dir + _seg_name(old[0], old[1]))
-            self._segs.remove(old)
-        self._segs.append((base, n))
-        self._segs.sort()
+        name = self.dir + _seg_name(base, n)
+        same = old == n  # the old file is read while the new one is written
+        f = open(self.dir + _TMP if same else name, "wb")
+        try:
+            self._merge(base, old, f)
+        finally:
+            f.close()
+        if same:
+            os.rename(self.dir + _TMP, name)  # atomic on littlefs: the old or the new
+        elif old:
+            _remove(self.dir + _seg_name(base, old))
+        if old:
+            self._segn[self._segs.index(base)] = n
+        else:
+            i = len(self._segs)
+            while i and self._segs[i - 1] > base:
+                i -= 1
+            self._segs.insert(i, base)
+            self._segn.insert(i, n)
         self._bad = [b for b in self._bad if not base <= b < base + S]  # n leaves them out
 
-    def _count(self, buf, base):
-        n = 0
-        for i in range(S):
-            if rec.check(buf, i * _RS) == base + i:
-                n += 1
-        return n
+    def _merge(self, base, old, out=None):
+        """The group base..base+S-1 as in its old segment file (of `old` readings; 0: none),
+        completed from the chunk ring, one chunk's worth at a time (written to `out` when
+        given). Returns the valid records of the old file and of the merged group."""
+        kb, ob = self._kbuf, self._obuf
+        had = n = 0
+        f = None
+        if old:
+            try:
+                f = open(self.dir + _seg_name(base, old), "rb")
+            except OSError:
+                pass
+        try:
+            for k in range(C):
+                cs = base + k * R
+                rec.fill_holes(ob)
+                if f is not None:
+                    try:
+                        f.readinto(ob)
+                    except OSError:
+                        pass  # the rest of a damaged file counts as holes
+                m = _read_into(self._chunk(cs), kb)
+                for j in range(R):
+                    p = j * _RS
+                    if rec.check(ob, p) == cs + j:
+                        had += 1
+                    elif p + _RS <= m and rec.check(kb, p) == cs + j and rec.check(ob, p) < 0:
+                        ob[p:p + _RS] = kb[p:p + _RS]
+                    if rec.check(ob, p) == cs + j:
+                        n += 1
+                if out is not None:
+                    out.write(ob)
+        finally:
+            if f is not None:
+                f.close()
+        return had, n
 
     def _enforce_capacity(self, keep=None):
         keep = self.max_segments if keep is None else keep
-        while self._segs and self._segs[0][0] + S - 1 <= self._floor:
-            base, n = self._segs.pop(0)  # released (a cut came between ack and remove)
-            _remove(self.dir + _seg_name(base, n))
+        while self._segs and self._segs[0] + S - 1 <= self._floor:
+            self._pop_segment()  # released (a cut came between ack and remove)
         while len(self._segs) > keep:
-            base, n = self._segs[0]
+            base = self._segs[0]
             lost = 0
             if base + S - 1 > self._floor:
-                # not _sbuf: _seal calls this while _sbuf holds the segment being built
-                lost = self._live(base, n, bytearray(_SEG))
+                lost = self._live(base, self._segn[0])
                 self._floor = base + S - 1
             self.dropped += lost
             self._write_state()  # count first: a cut before the remove only hides it twice
-            _remove(self.dir + _seg_name(base, n))
-            self._segs.pop(0)
+            self._pop_segment()
+
+    def _pop_segment(self):
+        """Forget the oldest segment and remove its file."""
+        base, n = self._segs.pop(0), self._segn.pop(0)
+        _remove(self.dir + _seg_name(base, n))
 
     def _write_state(self):
         self._gen += 1
         _write(self.dir + ("a" if self._gen % 2 == 0 else "b"),
-               rec.pack_state(self._gen, self._floor, self.dropped, self._reserve,
-                              self._rtc_reserve))
+               _pack_state(self._gen, self._floor, self.dropped, self._reserve,
+                           self._rtc_reserve))
 
     # -- reading --------------------------------------------------------------------------
-    def _peek_segment(self, base, s, out, max_n):
+    def _peek_segment(self, base, s, sink):
         try:
             f = open(self.dir + _seg_name(base, self._seg_n(base)), "rb")
         except OSError:
@@ -434,30 +505,31 @@ class Spool:
             return
         try:
             f.seek((s - base) * _RS)
-            while s < base + S and len(out) < max_n:
+            while s < base + S and sink.room > 0:
                 if f.readinto(self._rbuf) != _RS:
                     self._note_bad(s, base + S)
                     return
-                self._take(self._rbuf, _RS, s, s, s + 1, out, max_n, True)
+                self._take(self._rbuf, _RS, s, s, s + 1, sink, True)
                 s += 1
         finally:
             f.close()
 
     def _seg_n(self, base):
-        for b, n in self._segs:
-            if b == base:
-                return n
+        """Readings in the segment of base (0: there is none)."""
+        for i in range(len(self._segs)):
+            if self._segs[i] == base:
+                return self._segn[i]
         return 0
 
-    def _take(self, buf, nbytes, b0, s, end, out, max_n, sealed=False):
-        """Append the valid records for seqs s..end-1 found in buf (buf holds seq b0 first).
-        Returns the next seq to look at. A sealed segment's name already excludes its holes
-        from depth(), so there only corrupt records are noted."""
-        while s < end and len(out) < max_n:
+    def _take(self, buf, nbytes, b0, s, end, sink, sealed=False):
+        """Hand the valid records for seqs s..end-1 found in buf (buf holds seq b0 first) to
+        the sink. Returns the next seq to look at. A sealed segment's name already excludes
+        its holes from depth(), so there only corrupt records are noted."""
+        while s < end and sink.room > 0:
             off = (s - b0) * _RS
             v = rec.check(buf, off) if off + _RS <= nbytes else -1
             if v == s:
-                out.append(rec.unpack(buf, off))
+                sink.add(buf, off)
             elif s > self._scan:
                 if v == -2:
                     self.corrupt += 1
@@ -485,7 +557,7 @@ class Spool:
             self._repair_chunk(fn - R)
             if fn % S == 0:
                 self._seal(fn - S)
-        segs_end = self._segs[-1][0] + S if self._segs else 0
+        segs_end = self._segs[-1] + S if self._segs else 0
         intact = self._load_rtc(max(fn, segs_end))
         least = max(least, segs_end, self._floor + 1, self._reserve)
         if self._rtc_n and (self.next_seq < least or rec.check(self._rtc_img, 4) < least):
@@ -501,12 +573,12 @@ class Spool:
 
     def _load_state(self):
         best = None
-        b = bytearray(rec.STATE_SIZE + 1)
+        b = bytearray(_STATE_SIZE + 1)
         for name in ("a", "b"):
             n = _read_into(self.dir + name, b)
             if n < 0:
                 continue
-            st = rec.unpack_state(b[:n])
+            st = _unpack_state(b[:n])
             if st is None:
                 self.corrupt += 1
             elif best is None or st[0] > best[0]:
@@ -524,20 +596,23 @@ class Spool:
         for name in names:
             if name in ("a", "b", "r", "c"):
                 continue
+            if name == _TMP:  # a rewrite cut before its rename: the old file still stands
+                _remove(self.dir + _TMP)
+                continue
             seg = _parse_seg(name)
             if seg is None or seg[0] % S:
                 self.corrupt += 1  # garbage in our folder: counted, left alone
                 continue
             segs.append(seg)
         segs.sort()
-        keep = []
-        for seg in segs:  # two files for one base: an interrupted repair; keep the fuller
-            if keep and keep[-1][0] == seg[0]:
-                if seg[1] > keep[-1][1]:
-                    keep[-1] = seg
+        bases, counts = [], []
+        for base, n in segs:  # two files for one base: an interrupted repair; keep the fuller
+            if bases and bases[-1] == base:
+                counts[-1] = max(counts[-1], n)
                 continue
-            keep.append(seg)
-        self._segs = keep
+            bases.append(base)
+            counts.append(n)
+        self._segs, self._segn = bases, counts
 
     def _load_slots(self):
         """Read the slot ring into _kbuf and the current chunk into _cbuf. Returns the next
@@ -547,7 +622,7 @@ class Spool:
         top = -1
         bad = []
         for i in range(R):
-            n = _read_into(self._slot_paths[i], memoryview(kb)[i * _RS:(i + 1) * _RS])
+            n = _read_into(self._slot(i), memoryview(kb)[i * _RS:(i + 1) * _RS])
             v = rec.check(kb, i * _RS) if n == _RS else (-2 if n > 0 else -1)
             if v >= 0 and v % R != i:
                 v = -2
@@ -612,6 +687,8 @@ class Spool:
                   and len(data) == 4 + data[2] * _RS)
         if intact:
             want = min(data[2], self._rtc_batch)
+            if len(img) < 4 + want * _RS:
+                img = self._rtc_img = bytearray(4 + want * _RS)
             expect = self._fn
             for i in range(want):
                 v = rec.check(data, 4 + i * _RS)

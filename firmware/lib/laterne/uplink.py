@@ -5,7 +5,7 @@
 # The whole connect path is bounded and feeds the watchdog between its phases; the backoff is
 # kept in RTC memory (deep sleep) and is reset only by a link that stayed up a while, so a
 # broker that drops the node right after CONNACK does not get a reconnect storm.
-from laterne import backoff, mqttclient, net, payload, timebase
+from laterne import backoff, mqtt, mqttclient, net, payload, timebase
 
 try:
     from micropython import const
@@ -22,6 +22,7 @@ _CONNECT_BUDGET_MS = const(110000)   # the whole path; the watchdog (120 s) is f
 _STABLE_LINK_MS = const(60000)       # a link that lived this long resets the backoff
 RESYNC_S = const(3600)              # NTP again after this (the RTC drifts minutes a day asleep)
 _NTP_RETRY_S = const(600)            # while NTP never answered, ask again this often
+_SHORT = "drain: MemoryError, smaller batches"
 
 
 class Uplink:
@@ -44,7 +45,9 @@ class Uplink:
         self.state = "down"       # down | wifi | mqtt | up | off
         self.last_error = None
         self.connects = 0
+        self.memory_errors = 0    # batches made smaller for want of heap
         self._tls = None
+        self._batch = payload.Batch(node_id, clock_state)  # the readings encoder
 
     def topic(self, leaf):
         return payload.topic(self.cfg["topic_prefix"], self.node_id, leaf)
@@ -120,7 +123,7 @@ class Uplink:
                 self.node_id, open_link, self.clock, keepalive_s=broker["keepalive_s"],
                 user=broker["username"], password=broker["password"], will=will,
                 clean_session=True, timeout_ms=10000, max_inflight=8,
-                on_message=self.on_message)
+                on_message=self.on_message, buffer_size=self._packet_bytes())
         client = self.mqtt
         try:
             client.connect()
@@ -179,6 +182,8 @@ class Uplink:
 
     def drop(self, reason):
         """The link failed (or never came up): close it and schedule the next attempt."""
+        if isinstance(reason, MemoryError):
+            self.memory_errors += 1  # reported with the rest (status memory_errors)
         if self.client is not None:
             self.client.close()
             self.client = None
@@ -208,6 +213,13 @@ class Uplink:
         self.up_since = None
         self.state = "down"
 
+    def _packet_bytes(self):
+        """The MQTT packet buffer made with the client: a readings batch of batch_size, up to
+        the default 50 (a bigger batch grows it in the drain, where running short of heap
+        only makes the batch smaller)."""
+        return mqtt.PUBLISH_HEAD + len(self.topic("readings")) + self._batch.size(
+            min(self.cfg["batch_size"], 50))
+
     # -- traffic -----------------------------------------------------------------------------
     def publish(self, leaf, message, retain=False, qos=0):
         return self.client.publish(self.topic(leaf), message, qos, retain)
@@ -222,22 +234,38 @@ class Uplink:
             self.drop(e)
 
     def drain(self, spool, batch_size, feed, budget_ms):
-        """Send the spool's backlog; returns the number of readings acknowledged."""
+        """Send the spool's backlog; returns the number of readings acknowledged. Each batch
+        is encoded from the spool's records straight into the client's packet buffer. Short
+        of memory for a batch, the drain halves it (counted in memory_errors) and goes on."""
         client = self.client
         clock = self.clock
-        topic = self.topic("readings")
-        window = []           # [pid, last_seq, acked] in send order
+        topic = self.topic("readings").encode()
+        batch = self._batch
+        window = []           # [pid, last_seq, acked, count] in send order
         policy, sent_upto = self._delivery_begin(spool)  # sent_upto: last seq handed over
         acked = 0
+        rows = batch_size
         start = clock.ticks_ms()
         while self.client is client:
             while client.can_publish() and clock.ticks_diff(clock.ticks_ms(), start) < budget_ms:
-                rows = spool.peek(batch_size, sent_upto)
-                if not rows:
+                try:  # nothing is sent yet: running short here only costs a smaller batch
+                    buf, at = client.message_buffer(topic, batch.size(rows))
+                    batch.begin(buf, at, rows)
+                    spool.read(batch, sent_upto)
+                    n = batch.finish()
+                except MemoryError:
+                    if rows == 1:
+                        raise
+                    rows = (rows + 1) // 2
+                    self.memory_errors += 1
+                    self.last_error = _SHORT
+                    self.log(_SHORT)
+                    continue
+                if not batch.count:
                     break
-                pid = client.publish(topic, payload.readings_json(self.node_id, rows, self.timebase), 1)
-                sent_upto = rows[-1][0]
-                window.append([pid, sent_upto, False, len(rows)])
+                pid = client.publish_buffered(topic, n, 1)
+                sent_upto = batch.last
+                window.append([pid, sent_upto, False, batch.count])
             if not window:
                 break
             try:

@@ -108,7 +108,7 @@ class VirtualBoard:
         self.reset_cause_value = data[1]
         us = int.from_bytes(data[2:10], "little")
         if self.clock.time_ns() // 1000 < us:
-            self.clock.set_time(us / 1000000)
+            self.clock.set_time(us // 1000000, us % 1000000)
         self.rtc_memory = bytearray(data[at + 2:at + 2 + n])
         timeout = int.from_bytes(data[10:13], "little") if at == 16 else 0
         if timeout:
@@ -257,7 +257,7 @@ class RTC:
                     (ns // 1000) % 1000000)
         secs = vclock.mktime2000((dt[0], dt[1], dt[2], dt[4], dt[5], dt[6]))
         sub = dt[7] if len(dt) > 7 else 0
-        clock.set_time(secs + sub / 1000000)
+        clock.set_time(secs, sub)
 
     def init(self, dt):
         self.datetime(dt)

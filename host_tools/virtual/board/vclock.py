@@ -43,9 +43,10 @@ class VClock:
         for hook in self.hooks:
             hook(self)
 
-    def set_time(self, time2000):
-        """Set the wall clock (RTC) in ESP32 epoch seconds."""
-        self._rtc_offset = int(time2000 * 1000000) - self.now_us()
+    def set_time(self, time2000, us=0):
+        """Set the wall clock (RTC) to `time2000` ESP32 epoch seconds plus `us` microseconds
+        (integers: exact on a 32-bit port, whose floats are single precision)."""
+        self._rtc_offset = int(time2000) * 1000000 + int(us) - self.now_us()
 
     # -- MicroPython time API ----------------------------------------------------------------
     def ticks_us(self):

@@ -7,18 +7,16 @@
 import sys
 import time
 
-from laterne import config, node
-from laterne.hw.platform import Platform
-
 WATCHDOG_MS = 120000
 
 
-def load_config(hw):
-    cfg, source, errors = config.load("")
+def load_config(hw, loaded):
+    cfg, source, errors = loaded
     for e in errors:
         print("config:", e)
     if cfg is None:
         # No usable config: keep measuring into the spool and say why on the USB console.
+        from laterne import node
         cfg = node.fallback_config(hw.mac())
         source = "none"
         print("config: no usable config.json; sampling offline as", cfg["node_id"])
@@ -26,8 +24,14 @@ def load_config(hw):
 
 
 def run(record, forgive):
+    from laterne import config  # first, on a heap still empty: the schema it may load is big
+    loaded = config.load("")
+    config.release()  # the running node needs it only for a config/set
+    del config
+    from laterne import node
+    from laterne.hw.platform import Platform
     hw = Platform()
-    cfg, source = load_config(hw)
+    cfg, source = load_config(hw, loaded)
     safe = hw.boot_guard(cfg["safe_mode"]["crashes"], cfg["safe_mode"]["window_s"],
                          cfg["safe_mode"]["safe_s"], forgive)
     if safe:
@@ -54,6 +58,8 @@ def main(record=None, forgive=False):
         repl_session()  # the watchdog cannot be stopped: give the person at the REPL time
         print("stopped: REPL")
     except Exception as e:
+        from laterne import node  # imported already, unless the crash came before
+        from laterne.hw.platform import Platform
         node.save_crash("", e)
         sys.print_exception(e)
         try:
