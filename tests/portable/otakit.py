@@ -7,7 +7,7 @@ import json
 import os
 
 import vclock
-from laterne import ota, otaoffer
+from laterne import ota, otaoffer, timebase
 from test_spool import fresh_root  # noqa: F401 (a new littlefs or temp dir per test)
 
 KEY = b"\x11" * 32
@@ -74,7 +74,7 @@ class Node:
         self.updater = None
         self.spool = Spool()
         self.clock = vclock.VClock()
-        self.started = self.clock.ticks_ms()
+        self.timebase = timebase.ClockState(self.clock, 1)  # its uptime_s() is the app's age
         self.cfg = dict(cfg or CFG)
         self.uplink = Uplink()
         self.hw = Hw()

@@ -23,8 +23,8 @@ if not MP:
     def _run(case):
         proc = subprocess.run(
             [micropython_exe(), "-X", "heapsize=16M", str(Path(__file__)), case],
-            env=micropython_env(HERE.parent / "portable"), capture_output=True, text=True,
-            timeout=900)
+            env=micropython_env(HERE.parent / "portable", HERE.parent / "kit"),
+            capture_output=True, text=True, timeout=900)
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and ("OK " + case) in out, out[-4000:]
         return out

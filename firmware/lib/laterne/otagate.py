@@ -39,7 +39,7 @@ class Gate:
         if not drained or node.spool.next_seq <= self.first_seq:
             return
         clock = node.clock
-        age = clock.ticks_diff(clock.ticks_ms(), node.started) // 1000
+        age = node.timebase.uptime_s()
         if node.cfg["power_mode"] == "deep_sleep":
             age += (trial["boots"] - 1) * node.cfg["sample_interval_s"]
         if age < trial["min_s"]:
