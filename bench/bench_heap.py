@@ -10,6 +10,8 @@
 #                              publishing, PUBACKs), measured with the collector off
 #   *_compensate_alloc_bytes   heap allocated per bme280.compensate() call
 #   *_import_bytes             heap the deployed modules take once imported (.mpy)
+#   m32_fits_budget            1 when m32_min_heap_node is within the ESP32_GENERIC board's
+#                              GC heap budget (boards/esp32-devkitc.json: 96 KB)
 #   *_qstrs                    names those modules intern (with the interpreter's own and
 #                              main.py's, the 621st makes MicroPython allocate a 6th qstr
 #                              pool of 4.5 KB; docs/heap.md)
@@ -137,7 +139,7 @@ def _after_boot(broker, mpy32, work):
     work.mkdir(parents=True, exist_ok=True)
     (work / "field.json").write_text(json.dumps(node_scenario.field_config()))
     fleet = Fleet(work / "state", broker.url, 1,
-                  ["--skip-idle", "--virtual-duration", "3600", "--config",
+                  ["--skip-idle", "--virtual-duration", "3600", "--heap", "256k", "--config",
                    str(work / "field.json")] + (["--mpy32"] if mpy32 else []))
     try:
         fleet.proc.wait(180)
@@ -179,6 +181,7 @@ def measure():
     import tempfile
     from pathlib import Path
 
+    from host_tools import boards
     from host_tools.broker import Broker
     from host_tools.virtual.sim import Interpreter
 
@@ -186,7 +189,7 @@ def measure():
     with Broker(kind="mosquitto") as broker, tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # (prefix, 32-bit?, bisection range in KB): the 64-bit port's objects are bigger
-        for prefix, mpy32, lo_kb, hi_kb in (("m32", True, 48, 128), ("m64", False, 64, 256)):
+        for prefix, mpy32, lo_kb, hi_kb in (("m32", True, 48, 160), ("m64", False, 64, 256)):
             interp = Interpreter(mpy32)
             imports = _micro(interp, broker.port, "imports")
             out[prefix + "_import_bytes"] = imports["import_bytes"]
@@ -198,6 +201,9 @@ def measure():
             out[prefix + "_heap_after_boot"] = _after_boot(broker, mpy32, tmp / (prefix + "-boot"))
             out[prefix + "_min_heap_node"] = _min_heap(broker, mpy32, tmp / (prefix + "-min"),
                                                        lo_kb, hi_kb)
+        budget = boards.load_board("esp32-devkitc")["gc_heap"]["budget_kb"] * 1024
+        need = out["m32_min_heap_node"]
+        out["m32_fits_budget"] = int(need is not None and need <= budget)
     return out
 
 

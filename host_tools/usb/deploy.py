@@ -131,14 +131,15 @@ def build(firmware_dir, info, out_dir=None, log=None):
             continue
         source = src.read_bytes()
         # cache by content: the same source for the same target is compiled once
+        tag = "%s -s %s" % (rel, _source_name(rel))
         key = hashlib.sha256(b"%s\0%d.%d\0%s\0%s\0" % ((arch or "").encode(), have_major,
                                                           have_sub, MPY_CROSS_OPT.encode(),
-                                                          rel.encode()) + source)
+                                                          tag.encode()) + source)
         out = out_dir / (key.hexdigest()[:32] + ".mpy")
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".%d.tmp" % os.getpid())
-            cmd = [_mpy_cross(), MPY_CROSS_OPT, "-o", str(tmp), "-s", rel]
+            cmd = [_mpy_cross(), MPY_CROSS_OPT, "-o", str(tmp), "-s", _source_name(rel)]
             if arch:
                 cmd.insert(1, "-march=" + arch)
             run = subprocess.run(cmd + [str(src)], capture_output=True, text=True)
@@ -148,6 +149,15 @@ def build(firmware_dir, info, out_dir=None, log=None):
             os.replace(tmp, out)
         files["/" + rel[:-3] + ".mpy"] = out.read_bytes()
     return files
+
+
+def _source_name(rel):
+    """The file name tracebacks give for lib/x/y.py: its module name "x.y", a name the
+    node interns anyway (the path would be one more qstr per module, docs/heap.md)."""
+    parts = rel[:-3].split("/")[1:]
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
 
 
 def app_hash(files):

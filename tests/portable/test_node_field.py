@@ -65,11 +65,13 @@ def test_reconnects_after_protocol_failures_go_through_the_backoff():
     b = nodekit.ScriptedBroker()
     try:
         root = nodekit.fresh_root()
-        clock = nodekit.power_on(root, clock=vclock.VClock(scale=100))
+        # 10x: the first backoff (1 s) is 100 ms of real time, long enough on a loaded machine
+        clock = nodekit.power_on(root, clock=vclock.VClock(scale=10))
         hw = nodekit.Board(root, clock)
         hw.random = lambda: 0.99  # the top of each jitter window
+        logged = []
         n = node.Node(hw, broker_cfg(b, backoff_min_s=2, backoff_max_s=600), "config", root,
-                      log=lambda m: None)
+                      log=logged.append)
         waits = []
         for k in range(4):
             assert n.upload(), n.uplink.last_error
@@ -81,9 +83,9 @@ def test_reconnects_after_protocol_failures_go_through_the_backoff():
             assert not n.uplink.is_up()
             links = len(b.links)
             assert not n.uplink.ensure() and len(b.links) == links  # no reconnect at once
-            wait = n.uplink.retry_after - clock.time()
-            waits.append(wait)
-            clock.sleep(wait + 1)
+            # the delay the node chose, as it logged it (the clock runs on meanwhile)
+            waits.append(int([m for m in logged if "retry in" in m][-1].split()[-2]))
+            clock.sleep(n.uplink.retry_after - clock.time() + 1)
         assert waits == [1, 3, 7, 15], waits  # int(0.99 * 2 * 2**k): the backoff grows
     finally:
         b.close()

@@ -92,9 +92,10 @@ def test_nodes_publish_only_their_own_topics_and_cannot_forge_stored(acl_broker)
         monitor.publish("laterne/lamp-001/config/set", '{"set":{"batch_size":1}}')
         marker = batch_json("lamp-001", [1])
         one.publish("laterne/lamp-001/readings", marker)  # after the denied ones
-        two.publish("laterne/lamp-002/readings", batch_json("lamp-002", [2]))
+        theirs = batch_json("lamp-002", [2])  # once: its timestamp is the current second
+        two.publish("laterne/lamp-002/readings", theirs)
         admin.wait_for("laterne/lamp-001/readings", marker.encode())
-        admin.wait_for("laterne/lamp-002/readings", batch_json("lamp-002", [2]).encode())
+        admin.wait_for("laterne/lamp-002/readings", theirs.encode())
         ingest.wait_for("laterne/lamp-001/readings", marker.encode())
         real = json.dumps({"v": 1, "node": "lamp-001", "seq": 1})
         ingest.publish("laterne/lamp-001/stored", real, retain=True)
@@ -102,7 +103,7 @@ def test_nodes_publish_only_their_own_topics_and_cannot_forge_stored(acl_broker)
         request = '{"id":"r1","set":{"batch_size":20}}'
         admin.publish("laterne/lamp-001/config/set", request)
         one.wait_for("laterne/lamp-001/config/set", request.encode())
-        assert admin.got("laterne/lamp-002/readings") == [batch_json("lamp-002", [2]).encode()]
+        assert admin.got("laterne/lamp-002/readings") == [theirs.encode()]
         assert admin.got("laterne/lamp-001/readings") == [marker.encode()]
         assert one.got("laterne/lamp-001/stored") == [real.encode()]
         assert one.got("laterne/lamp-001/config/set") == [request.encode()]

@@ -94,14 +94,14 @@ def fails_at_import(lib):
 def crashes_after_a_minute(lib):
     edit(lib / "node.py", "            self.hw.feed()\n            now = clock.ticks_ms()\n",
          "            self.hw.feed()\n            now = clock.ticks_ms()\n"
-         "            if clock.ticks_diff(now, self.started) > 60000:\n"
+         "            if tb.uptime_s() > 60:\n"
          "                raise RuntimeError(\"this build crashes after a minute\")\n")
 
 
 def hangs(lib):
     edit(lib / "node.py", "            self.hw.feed()\n            now = clock.ticks_ms()\n",
          "            self.hw.feed()\n            now = clock.ticks_ms()\n"
-         "            while clock.ticks_diff(now, self.started) > 30000:\n"
+         "            while tb.uptime_s() > 30:\n"
          "                clock.sleep_ms(1000)  # stuck, and the watchdog is not fed\n")
 
 

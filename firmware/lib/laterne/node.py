@@ -36,6 +36,9 @@ class Node:
             self.timebase.mark_synced(hw.time_unix(), hw.last_sync_unix())
         else:
             hw.apply_clock_floor()  # for TLS only: readings keep boot-relative time
+        # the uplink's packet buffers first, while the heap is whole: a spool recovering from
+        # a power cut leaves holes that a 4 KB buffer would no longer fit in
+        self.uplink = Uplink(hw, cfg, self.node_id, self.timebase, self._on_message, log, hw.random)
         self.spool = Spool(root, cfg["spool_bytes"], rtc=hw.rtc_spool(),
                            rtc_loss_ok=cfg["rtc_fast_path"])
         self.errors = 0
@@ -43,7 +46,6 @@ class Node:
         self.last_error = None
         self.sensor = None
         self._open_sensor()
-        self.uplink = Uplink(hw, cfg, self.node_id, self.timebase, self._on_message, log, hw.random)
         self.safe_mode = False
         self.crash_report = self._take_crash_report()
         self.pending_results = []

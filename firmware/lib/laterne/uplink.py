@@ -38,16 +38,32 @@ class Uplink:
         self.log = log
         self.backoff = backoff.Backoff(cfg["backoff_min_s"], cfg["backoff_max_s"], rand)
         self.backoff.attempt, self.retry_after = hw.load_backoff()  # device seconds
-        self.mqtt = None          # the MQTT client, connected or not
+        self.mqtt = None          # the MQTT client, connected or not (none without Wi-Fi)
         self.client = None        # the same client while the session is up, else None
         self.up_since = None      # ticks_ms when the session came up
         self.ntp_tried = None     # uptime_s of the last NTP attempt
         self.state = "down"       # down | wifi | mqtt | up | off
         self.last_error = None
         self.connects = 0
-        self.memory_errors = 0    # batches made smaller for want of heap
-        self._tls = None
+        self.memory_errors = 0    # short of heap: a batch made smaller, a client not made
+        self._tls = None          # the TLS context, made at the first TLS connect
+        self._ctx = None          # the context open_link() uses for this connect
         self._batch = payload.Batch(node_id, clock_state)  # the readings encoder
+        if cfg["wifi"]:
+            try:  # at boot, while the heap is still whole; short of it: at the first connect
+                self._make_client()
+            except MemoryError:
+                self.memory_errors += 1
+
+    def _make_client(self):
+        # its buffers (an update offer's 3.9 KB among them) serve every reconnect, never freed
+        broker = self.cfg["broker"]
+        self.mqtt = mqttclient.MQTTClient(
+            self.node_id, self._open_link, self.clock, keepalive_s=broker["keepalive_s"],
+            user=broker["username"], password=broker["password"],
+            will=(self.topic("status"), payload.will_json(self.node_id), True, 1),
+            clean_session=True, timeout_ms=10000, max_inflight=8,
+            on_message=self.on_message, buffer_size=self._packet_bytes())
 
     def topic(self, leaf):
         return payload.topic(self.cfg["topic_prefix"], self.node_id, leaf)
@@ -111,19 +127,9 @@ class Uplink:
         if left() < _MQTT_MS:
             raise OSError("connect time used up before the broker")
 
-        def open_link():
-            sock = net.open_socket(broker["host"], broker["port"], 10000, ctx,
-                                   broker["host"] if ctx else None)
-            hw.feed()
-            return sock
-
-        if self.mqtt is None:  # made once: its buffers are reused across reconnects
-            will = (self.topic("status"), payload.will_json(self.node_id), True, 1)
-            self.mqtt = mqttclient.MQTTClient(
-                self.node_id, open_link, self.clock, keepalive_s=broker["keepalive_s"],
-                user=broker["username"], password=broker["password"], will=will,
-                clean_session=True, timeout_ms=10000, max_inflight=8,
-                on_message=self.on_message, buffer_size=self._packet_bytes())
+        self._ctx = ctx
+        if self.mqtt is None:
+            self._make_client()
         client = self.mqtt
         try:
             client.connect()
@@ -141,6 +147,14 @@ class Uplink:
         self.up_since = clock.ticks_ms()
         self.connects += 1
         self.last_error = None
+
+    def _open_link(self):
+        broker = self.cfg["broker"]
+        ctx = self._ctx
+        sock = net.open_socket(broker["host"], broker["port"], 10000, ctx,
+                               broker["host"] if ctx else None)
+        self.hw.feed()
+        return sock
 
     def sync_due(self):
         """NTP is due: never answered (asked again every _NTP_RETRY_S) or older than RESYNC_S."""
