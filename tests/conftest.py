@@ -16,6 +16,12 @@ import pytest  # noqa: E402
 from host_tools.broker import Broker  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """The slow system tests first: with `-n 2` the workers then end together on quick
+    tests instead of one waiting for the other's last long one."""
+    items.sort(key=lambda item: "tests/system/" not in item.nodeid)
+
+
 @pytest.fixture
 def broker():
     """A real mosquitto on a free loopback port, stopped after the test."""

@@ -4,10 +4,12 @@
 # crash of this app. Wires the adapters into the core and runs. An unhandled exception is
 # saved to flash and the node resets; repeated crashes enter safe mode (radio off, slow
 # sampling, USB REPL reachable) instead of looping.
+import gc
 import sys
 import time
 
 WATCHDOG_MS = 120000
+ROOM = 8192  # the MQTT client's packet and decoder buffers (laterne/uplink.py), 6.6 KB, and some
 
 
 def load_config(hw, loaded):
@@ -24,6 +26,10 @@ def load_config(hw, loaded):
 
 
 def run(record, forgive):
+    # Room for the MQTT client's buffers, held while the modules load (loading leaves holes
+    # between their code that no 4 KB buffer fits in) and let go just before the node makes
+    # them: on a 96 KB heap they would otherwise not be made at all (docs/heap.md).
+    room = bytearray(ROOM)
     from laterne import config  # first, on a heap still empty: the schema it may load is big
     loaded = config.load("")
     config.release()  # the running node needs it only for a config/set
@@ -38,6 +44,8 @@ def run(record, forgive):
         cfg = node.safe_mode_config(cfg)
         print("safe mode: %s detected; radio off, slow sampling, REPL available" % safe)
     hw.arm_watchdog(WATCHDOG_MS)
+    del room
+    gc.collect()
     n = node.Node(hw, cfg, source)
     n.safe_mode = safe
     n.ota_state = record
