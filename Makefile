@@ -46,10 +46,10 @@ $(MPY32): mpy32/build.sh mpy32/first-heap-area.patch $(wildcard mpy32/variant/*)
 	@mpy32/build.sh build/mpy32 || { [ -z "$$CI" ] && echo "mpy32: not built; its tests will say so (CI fails here)"; }
 
 test: setup mpy32 ## run every test (CPython, MicroPython, virtual board, broker)
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal tests
 
 test-fast: setup mpy32 ## run the quick tests (everything but tests/system/)
-	$(PY) -m pytest -q -n 2 tests --ignore=tests/system
+	$(PY) -m pytest -q -n 2 --dist worksteal tests --ignore=tests/system
 
 bench: setup mpy32 ## measure speed, flash and heap figures into build/bench.json
 	$(PY) -m bench
