@@ -79,6 +79,12 @@ def _mp_main(port, what, image):
         clock = time
         wifi = Wifi()
 
+        def load_backoff(self):
+            return 0, 0
+
+        def save_backoff(self, attempts, retry_after):
+            pass
+
     cfg = {"topic_prefix": "laterne", "backoff_min_s": 2, "backoff_max_s": 60,
            "batch_size": BATCH, "wifi": [], "broker": {}}
     tb = timebase.ClockState(time, 1)
