@@ -131,7 +131,8 @@ def build(firmware_dir, info, out_dir=None, log=None):
             continue
         source = src.read_bytes()
         # cache by content: the same source for the same target is compiled once
-        tag = "%s -s %s" % (rel, _source_name(rel))
+        name = _source_name(rel)
+        tag = "%s -s %s" % (rel, name)
         key = hashlib.sha256(b"%s\0%d.%d\0%s\0%s\0" % ((arch or "").encode(), have_major,
                                                           have_sub, MPY_CROSS_OPT.encode(),
                                                           tag.encode()) + source)
@@ -139,7 +140,7 @@ def build(firmware_dir, info, out_dir=None, log=None):
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".%d.tmp" % os.getpid())
-            cmd = [_mpy_cross(), MPY_CROSS_OPT, "-o", str(tmp), "-s", _source_name(rel)]
+            cmd = [_mpy_cross(), MPY_CROSS_OPT, "-o", str(tmp), "-s", name]
             if arch:
                 cmd.insert(1, "-march=" + arch)
             run = subprocess.run(cmd + [str(src)], capture_output=True, text=True)

@@ -47,7 +47,6 @@ class Uplink:
         self.connects = 0
         self.memory_errors = 0    # short of heap: a batch made smaller, a client not made
         self._tls = None          # the TLS context, made at the first TLS connect
-        self._ctx = None          # the context open_link() uses for this connect
         self._batch = payload.Batch(node_id, clock_state)  # the readings encoder
         if cfg["wifi"]:
             try:  # at boot, while the heap is still whole; short of it: at the first connect
@@ -127,7 +126,6 @@ class Uplink:
         if left() < _MQTT_MS:
             raise OSError("connect time used up before the broker")
 
-        self._ctx = ctx
         if self.mqtt is None:
             self._make_client()
         client = self.mqtt
@@ -150,7 +148,7 @@ class Uplink:
 
     def _open_link(self):
         broker = self.cfg["broker"]
-        ctx = self._ctx
+        ctx = self._tls if broker["tls"] else None
         sock = net.open_socket(broker["host"], broker["port"], 10000, ctx,
                                broker["host"] if ctx else None)
         self.hw.feed()
