@@ -147,11 +147,13 @@ else:
         return bundle.build(Path(tmp) / ("b-%s.zip" % version), source, version)
 
     def _changed_firmware(tmp):
-        """A firmware copy in which every compiled file differs from the factory app's."""
+        """A firmware copy in which every compiled file differs from the factory app's (as the
+        OTA fleet tests make it: tests/kit/ota_fleet.py)."""
+        sys.path.insert(0, str(paths.REPO / "tests" / "kit"))
+        from ota_fleet import every_file_changed
         fw = Path(tmp) / "fw"
         shutil.copytree(paths.FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
-        for p in (fw / "lib").rglob("*.py"):
-            p.write_text("\n" + p.read_text())
+        every_file_changed(fw / "lib")
         return fw
 
     def _push(broker, b, master, nodes):
