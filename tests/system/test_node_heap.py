@@ -18,7 +18,7 @@ from virtual_fleet import Collector, Fleet, assert_no_gaps
 
 BUDGET = boards.load_board("esp32-devkitc")["gc_heap"]["budget_kb"] * 1024
 DAYS = 4  # simulated days of a field node: the first, then three of its steady state
-NEED = 112 * 1024  # make bench: m32_min_heap_node 104 KB (docs/heap.md), with room to spare
+NEED = 112 * 1024  # make bench: m32_min_heap_node 104-106 KB (docs/heap.md), and a margin
 
 
 @pytest.fixture(autouse=True)
